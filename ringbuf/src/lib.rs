@@ -1,0 +1,1 @@
+//! Placeholder: the ring is being written.
