@@ -1,1 +1,4 @@
-fn main() {}
+//! The `spinwire` command.
+fn main() {
+    println!("spinwire: being written");
+}

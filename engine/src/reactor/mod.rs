@@ -1,0 +1,1 @@
+//! The busy-poll reactor (being written).

@@ -1,0 +1,1 @@
+//! Linux specifics behind one small API (being written).

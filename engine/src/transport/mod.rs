@@ -1,0 +1,1 @@
+//! Non-blocking TCP and rustls (being written).

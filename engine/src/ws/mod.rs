@@ -1,0 +1,1 @@
+//! The WebSocket client (being written).

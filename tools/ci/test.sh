@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite: what README.md calls the test command and what .ci/run runs.
+# Installs its own prerequisites (tools/ci/setup.sh), then runs formatting and lint checks,
+# every crate's tests, the loom models, the Miri run (where Miri is installed), the Autobahn
+# conformance run, and each benchmark once in test mode.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "setup"
+bash tools/ci/setup.sh
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+cargo test --workspace --locked
+
+step "benchmarks, each run once as a test"
+cargo test -p spinwire-bench --benches --locked
+
+step "loom models of the ring"
+bash tools/ci/loom.sh
+
+step "miri"
+bash tools/ci/miri.sh
+
+step "all passed"

@@ -1,0 +1,1 @@
+//! The Deribit venue simulator (being written).
