@@ -1,4 +1,225 @@
 //! The `spinwire` command.
-fn main() {
-    println!("spinwire: being written");
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use spinwire_tools::sim::{faults, RateLimit, SimConfig, Simulator, TlsSetup};
+
+#[derive(Parser)]
+#[command(
+    name = "spinwire",
+    version,
+    about = "spinwire: low-latency WebSocket session engine tools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a venue simulator (Deribit JSON-RPC v2 over ws/wss on /ws/api/v2).
+    #[command(after_long_help = FAULTS_HELP)]
+    Sim(SimArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Venue {
+    /// Deribit API v2.
+    Deribit,
+}
+
+const FAULTS_HELP: &str = "\
+FAULT SPEC (--faults):
+  SPEC  := RULE (';' RULE)*
+  RULE  := FAULT ['(' KEY=VALUE,... ')'] ['@' COND,...]
+  COND  := after=N | at=DUR | every=DUR | p=X | times=N | conn=N|all
+           after: once N messages were sent on the connection; at: DUR after start;
+           every: repeatedly; p: probability per check (>= once per ms);
+           times: max firings per connection (default 1, unlimited with every/p);
+           conn: only the N-th accepted connection (1-based) or all (default)
+  DUR   := NUMBER us|ms|s
+  FAULT := rst                      TCP reset
+         | fin                      orderly close without a WebSocket close frame
+         | halfopen                 stop reading and writing, keep the socket open
+         | delay(d=DUR,jitter=DUR,for=DUR)  hold output back
+         | burst(x=F,for=DUR)       multiply the market-data rate
+         | gap                      skip one book change (prev_change_id gap)
+         | ignore_test              swallow the next public/test (heartbeat then fails)
+         | withhold(exec=0|1)       next order: execute or not, never answer, reset
+         | fillgap                  on close, fill the account's resting orders
+         | reject_auth              next public/auth gets 13004
+         | expire                   the connection's tokens expire now
+         | throttle                 next request gets 10028
+         | malformed | oversized | bad_utf8 | bad_json   broken frame or message
+         | tls_no_close_notify      TCP close without TLS close_notify
+  Example: --faults 'rst@after=500;gap@every=2s;delay(d=20ms,jitter=5ms,for=1s)@at=3s,conn=1'";
+
+#[derive(Args)]
+struct SimArgs {
+    /// Venue protocol to simulate.
+    #[arg(long, value_enum, default_value = "deribit")]
+    venue: Venue,
+    /// Address to listen on, e.g. 127.0.0.1:8443 (port 0 picks a free one).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Serve wss with a fresh CA + server certificate written to DIR (ca.pem, server.pem,
+    /// server.key); clients trust DIR/ca.pem.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["cert", "key"])]
+    tls_self_signed: Option<PathBuf>,
+    /// Serve wss with this PEM certificate chain (needs --key).
+    #[arg(long, value_name = "PEM", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key for --cert.
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Market-data events per second, all instruments together.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Instruments, comma separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "BTC-PERPETUAL,ETH-PERPETUAL"
+    )]
+    instruments: Vec<String>,
+    /// Accepted API key as CLIENT_ID:CLIENT_SECRET (repeatable).
+    #[arg(long, value_name = "ID:SECRET")]
+    credentials: Vec<String>,
+    /// Fault rules (see below).
+    #[arg(long, value_name = "SPEC")]
+    faults: Option<String>,
+    /// Write the ledger (JSON) here on shutdown (SIGINT/SIGTERM).
+    #[arg(long, value_name = "FILE")]
+    ledger: Option<PathBuf>,
+    /// Seed of the synthetic market and random faults.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Access-token lifetime, e.g. 900s or 500ms.
+    #[arg(long, default_value = "900s", value_parser = parse_dur)]
+    token_ttl: Duration,
+    /// Smallest heartbeat interval accepted (Deribit: 10s).
+    #[arg(long, default_value = "10s", value_parser = parse_dur)]
+    min_heartbeat: Duration,
+    /// Requests per second allowed per connection (then 10028).
+    #[arg(long, default_value_t = 100.0)]
+    req_rate: f64,
+    /// Request burst allowed per connection.
+    #[arg(long, default_value_t = 500.0)]
+    req_burst: f64,
+    /// Simultaneous connections allowed per IP address (then HTTP 429).
+    #[arg(long, default_value_t = 32)]
+    max_conns_per_ip: usize,
+    /// Synthetic price levels per book side.
+    #[arg(long, default_value_t = 20)]
+    depth: usize,
+}
+
+fn parse_dur(s: &str) -> Result<Duration, String> {
+    faults::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sim(args) => match run_sim(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("spinwire sim: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn sim_config(a: SimArgs) -> Result<SimConfig, String> {
+    let Venue::Deribit = a.venue;
+    let mut credentials = Vec::new();
+    for c in &a.credentials {
+        let (id, secret) = c
+            .split_once(':')
+            .filter(|(i, s)| !i.is_empty() && !s.is_empty())
+            .ok_or_else(|| format!("--credentials {c:?}: expected CLIENT_ID:CLIENT_SECRET"))?;
+        credentials.push((id.to_string(), secret.to_string()));
+    }
+    let faults = match &a.faults {
+        Some(spec) => faults::parse_spec(spec).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    let tls = match (a.tls_self_signed, a.cert, a.key) {
+        (Some(dir), _, _) => Some(TlsSetup::SelfSigned(dir)),
+        (None, Some(cert), Some(key)) => Some(TlsSetup::Files { cert, key }),
+        _ => None,
+    };
+    if !(a.req_rate > 0.0 && a.req_burst >= 1.0) {
+        return Err("--req-rate must be > 0 and --req-burst >= 1".into());
+    }
+    Ok(SimConfig {
+        listen: a.listen,
+        tls,
+        rate: a.rate,
+        instruments: a.instruments,
+        credentials,
+        faults,
+        ledger_path: a.ledger,
+        seed: a.seed,
+        token_ttl: a.token_ttl,
+        min_heartbeat: a.min_heartbeat,
+        request_rate: RateLimit {
+            per_sec: a.req_rate,
+            burst: a.req_burst,
+        },
+        max_conns_per_ip: a.max_conns_per_ip,
+        depth: a.depth.max(1),
+        ..SimConfig::default()
+    })
+}
+
+fn run_sim(args: SimArgs) -> Result<(), String> {
+    let cfg = sim_config(args)?;
+    // Block SIGINT/SIGTERM before any thread starts so every thread inherits the mask and
+    // the signals are only ever taken by `sigwait` below.
+    let set = block_stop_signals().map_err(|e| format!("cannot block signals: {e}"))?;
+    let handle = Simulator::start(cfg).map_err(|e| e.to_string())?;
+    eprintln!("spinwire sim: listening on {}", handle.url());
+    if let Some(ca) = handle.ca_file() {
+        eprintln!("spinwire sim: clients trust {}", ca.display());
+    }
+    let sig = wait_for(&set).map_err(|e| format!("sigwait: {e}"))?;
+    eprintln!("spinwire sim: signal {sig}, stopping");
+    let ledger = handle.shutdown_checked().map_err(|e| e.to_string())?;
+    eprintln!(
+        "spinwire sim: stopped; ledger has {} entries",
+        ledger.entries.len()
+    );
+    Ok(())
+}
+
+fn block_stop_signals() -> std::io::Result<libc::sigset_t> {
+    // SAFETY: `set` is fully initialized by sigemptyset before use; the pointers passed point
+    // to live locals of the right types.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        Ok(set)
+    }
+}
+
+fn wait_for(set: &libc::sigset_t) -> std::io::Result<i32> {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` is an initialized signal set and `sig` a live out-parameter.
+    let rc = unsafe { libc::sigwait(set, &mut sig) };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(rc));
+    }
+    Ok(sig)
 }

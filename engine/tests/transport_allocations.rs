@@ -1,0 +1,176 @@
+//! Steady-state allocations on the engine thread while messages flow through the transport and
+//! the reactor. Counts heap allocations made by the client thread only (thread-local counter).
+//!
+//! Plain TCP must allocate nothing. TLS is bounded by what rustls 0.23 does internally: one
+//! `Vec` per received record (`take_received_plaintext`) and one per sent record (the ring AEAD
+//! encrypter's `PrefixedPayload`); the transport's own code adds none.
+
+mod transport_support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use spinwire_engine::reactor::{PollMode, Reactor};
+use spinwire_engine::transport::{
+    Handshake, ReadStatus, Security, TlsConfig, Transport, TransportOptions,
+};
+use transport_support::*;
+
+/// Counts allocations made by threads that switched counting on.
+struct CountingAlloc;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note_allocation() {
+    // `try_with`: the allocator also runs during thread teardown, after TLS is gone.
+    let _ = COUNTING.try_with(|on| {
+        if on.get() {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        }
+    });
+}
+
+// SAFETY: every method forwards its arguments unchanged to `System`, which upholds the
+// GlobalAlloc contract; the bookkeeping touches only const-initialised thread-local Cells,
+// which neither allocate nor re-enter the allocator.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: the caller's guarantees for `alloc` are passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation();
+        // SAFETY: `ptr` was allocated by `System` (through us) with `layout`, as the caller
+        // guarantees.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by `System` (through us) with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+const MESSAGE: usize = 64;
+const WARMUP: usize = 50;
+const ROUND_TRIPS: u64 = 2_000;
+
+/// Connects, warms up, then counts allocations over `ROUND_TRIPS` ping-pongs of `MESSAGE`
+/// bytes through the reactor. Returns the allocation count.
+fn count_ping_pong(addr: SocketAddr, security: Security<'_>) -> u64 {
+    let mut reactor: Reactor<Transport> =
+        Reactor::new(4, 64, PollMode::Blocking(Some(Duration::from_millis(20)))).unwrap();
+    let token = reactor
+        .insert_with(|token, registry| {
+            let mut t = Transport::connect(addr, security, TransportOptions::default())?;
+            t.register(registry, token).unwrap();
+            Ok::<_, spinwire_engine::transport::TransportError>(t)
+        })
+        .unwrap();
+    let start = Instant::now();
+    let mut established = false;
+    while !established {
+        assert!(start.elapsed() < DEADLINE, "handshake timed out");
+        reactor
+            .turn(|_, t, _, _| established = t.handshake().unwrap() == Handshake::Done)
+            .unwrap();
+    }
+
+    let mut message = [0u8; MESSAGE];
+    let mut buf = [0u8; 4096];
+    let mut round_trip = |reactor: &mut Reactor<Transport>, i: usize| {
+        message.fill(i as u8);
+        let t = reactor.get_mut(token).unwrap();
+        assert_eq!(t.write_plaintext(&message).unwrap(), MESSAGE);
+        t.flush().unwrap();
+        let mut got = 0;
+        while got < MESSAGE {
+            reactor
+                .turn(|_, t, _, _| loop {
+                    let status = t.read_plaintext(&mut buf[got..]).unwrap();
+                    assert!(buf[got..got + status.read()].iter().all(|&b| b == i as u8));
+                    got += status.read();
+                    match status {
+                        ReadStatus::More { .. } => continue,
+                        ReadStatus::Drained { .. } => break,
+                        ReadStatus::PeerClosed { .. } => panic!("peer closed"),
+                    }
+                })
+                .unwrap();
+            assert!(got <= MESSAGE);
+        }
+    };
+
+    for i in 0..WARMUP {
+        round_trip(&mut reactor, i);
+    }
+    COUNTING.with(|c| c.set(true));
+    let timer = Instant::now();
+    for i in 0..ROUND_TRIPS as usize {
+        round_trip(&mut reactor, i);
+    }
+    let elapsed = timer.elapsed();
+    COUNTING.with(|c| c.set(false));
+    let allocations = ALLOCATIONS.with(|n| n.get());
+    println!(
+        "{}: {ROUND_TRIPS} round trips of {MESSAGE} B, mean {:.1} us (loopback, blocking reactor)",
+        if matches!(security, Security::Plain) {
+            "plain"
+        } else {
+            "TLS"
+        },
+        elapsed.as_secs_f64() * 1e6 / ROUND_TRIPS as f64
+    );
+
+    let t = reactor.get_mut(token).unwrap();
+    t.close().unwrap();
+    allocations
+}
+
+#[test]
+fn plain_tcp_steady_state_allocates_nothing_on_the_engine_thread() {
+    let (addr, server) = plain_echo_server(1);
+    let allocations = count_ping_pong(addr, Security::Plain);
+    assert_eq!(allocations, 0, "plain TCP allocated {allocations} times");
+    server.join().unwrap();
+}
+
+#[test]
+fn tls_steady_state_allocates_at_most_rustls_one_per_record_each_way() {
+    let pki = Pki::new("test CA");
+    let config: TlsConfig = pki.client_config();
+    let (addr, server) = tls_echo_server(pki.server_config(&["localhost"]), 1);
+    let allocations = count_ping_pong(
+        addr,
+        Security::Tls {
+            config: &config,
+            host: "localhost",
+        },
+    );
+    // One record out and one record back per round trip.
+    let per_round_trip = allocations as f64 / ROUND_TRIPS as f64;
+    println!(
+        "TLS: {allocations} allocations in {ROUND_TRIPS} round trips ({per_round_trip:.2} each)"
+    );
+    assert!(
+        allocations <= 2 * ROUND_TRIPS,
+        "{allocations} allocations for {ROUND_TRIPS} round trips: more than rustls' 2 per round trip"
+    );
+    server.join().unwrap();
+}

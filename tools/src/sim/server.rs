@@ -1,0 +1,336 @@
+//! Process structure: the acceptor thread, the market-data generator thread, one thread per
+//! connection, and the handle that controls them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::conn::{self, ConnCtl};
+use super::faults::{FaultKind, FaultRule, Target};
+use super::ledger::Ledger;
+use super::venue::{ConnId, Venue, VenueParams};
+use super::{tls, SimConfig, SimError};
+
+/// State shared by every simulator thread.
+pub(crate) struct Shared {
+    /// The configuration started with.
+    pub cfg: SimConfig,
+    /// The venue (one lock for books, orders, accounts, ledger, market-data log).
+    pub venue: Mutex<Venue>,
+    /// Set once to stop every thread.
+    pub shutdown: AtomicBool,
+    /// When the simulator started (base of `at=` fault times).
+    pub start: Instant,
+    /// Fault rules (grows at run time through [`SimHandle::schedule`]).
+    pub rules: Mutex<Vec<FaultRule>>,
+    /// Control blocks of live connections.
+    pub conns: Mutex<HashMap<ConnId, Arc<ConnCtl>>>,
+    /// TLS server configuration for `wss`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Market-data notifications written to sockets, all connections.
+    pub md_sent: AtomicU64,
+    /// Connections accepted so far.
+    pub accepted: AtomicU64,
+}
+
+impl Shared {
+    /// Locks the venue; a panic on another thread while holding the lock does not make the
+    /// state unusable for reading the ledger, so poisoning is ignored.
+    pub fn venue(&self) -> MutexGuard<'_, Venue> {
+        self.venue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+}
+
+/// Counters of a running simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimStats {
+    /// Market-data notifications written to sockets, all connections.
+    pub md_sent: u64,
+    /// Market-data events generated.
+    pub md_generated: u64,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections alive now.
+    pub live: usize,
+}
+
+/// Entry point of the simulator.
+pub struct Simulator;
+
+impl Simulator {
+    /// Binds the listener, starts the threads, and returns the handle.
+    pub fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
+        if cfg.instruments.is_empty() {
+            return Err(SimError::Config("at least one instrument is needed".into()));
+        }
+        if cfg.instruments.len() > u16::MAX as usize {
+            return Err(SimError::Config("too many instruments".into()));
+        }
+        let (tls, ca_file) = match &cfg.tls {
+            Some(setup) => {
+                let (c, ca) = tls::server_config(setup)?;
+                (Some(c), ca)
+            }
+            None => (None, None),
+        };
+        let std_listener = std::net::TcpListener::bind(cfg.listen)
+            .map_err(|e| SimError::io(format!("bind {}", cfg.listen), e))?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| SimError::io("listener", e))?;
+        let local = std_listener
+            .local_addr()
+            .map_err(|e| SimError::io("listener", e))?;
+        let venue = Venue::new(&VenueParams {
+            instruments: cfg.instruments.clone(),
+            credentials: cfg.credentials.clone(),
+            rate: cfg.rate as f64,
+            depth: cfg.depth,
+            seed: cfg.seed,
+            token_ttl: cfg.token_ttl,
+            log_capacity: cfg.log_capacity,
+            signature_window: cfg.signature_window,
+        });
+        let shared = Arc::new(Shared {
+            rules: Mutex::new(cfg.faults.clone()),
+            cfg,
+            venue: Mutex::new(venue),
+            shutdown: AtomicBool::new(false),
+            start: Instant::now(),
+            conns: Mutex::new(HashMap::new()),
+            tls,
+            md_sent: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+        });
+        let conn_threads = Arc::new(Mutex::new(Vec::new()));
+        let market = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("sim-market".into())
+                .spawn(move || market_loop(&shared))
+                .map_err(|e| SimError::io("spawn market thread", e))?
+        };
+        let acceptor = {
+            let shared = shared.clone();
+            let threads = conn_threads.clone();
+            let listener = mio::net::TcpListener::from_std(std_listener);
+            std::thread::Builder::new()
+                .name("sim-accept".into())
+                .spawn(move || accept_loop(&shared, listener, &threads))
+                .map_err(|e| SimError::io("spawn acceptor thread", e))?
+        };
+        Ok(SimHandle {
+            shared,
+            local,
+            ca_file,
+            threads: vec![market, acceptor],
+            conn_threads,
+            stopped: false,
+        })
+    }
+}
+
+fn market_loop(shared: &Shared) {
+    while !shared.stopping() {
+        shared.venue().advance(Instant::now());
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+fn accept_loop(
+    shared: &Arc<Shared>,
+    mut listener: mio::net::TcpListener,
+    threads: &Mutex<Vec<JoinHandle<()>>>,
+) {
+    let mut poll = match mio::Poll::new() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("sim: cannot create poll: {e}");
+            return;
+        }
+    };
+    if let Err(e) = poll
+        .registry()
+        .register(&mut listener, mio::Token(0), mio::Interest::READABLE)
+    {
+        eprintln!("sim: cannot register listener: {e}");
+        return;
+    }
+    let mut events = mio::Events::with_capacity(16);
+    while !shared.stopping() {
+        if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(10))) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                eprintln!("sim: poll failed: {e}");
+                return;
+            }
+        }
+        loop {
+            match listener.accept() {
+                Ok((sock, peer)) => {
+                    let id = shared.accepted.fetch_add(1, Ordering::Relaxed) + 1;
+                    let sh = shared.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("sim-conn-{id}"))
+                        .spawn(move || conn::run(sh, id, sock, peer));
+                    match spawned {
+                        Ok(h) => {
+                            let mut t = threads.lock().unwrap_or_else(|p| p.into_inner());
+                            t.retain(|h| !h.is_finished());
+                            t.push(h);
+                        }
+                        Err(e) => eprintln!("sim: cannot spawn connection thread: {e}"),
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    eprintln!("sim: accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// A running simulator. Dropping it shuts it down (without writing the ledger file).
+pub struct SimHandle {
+    shared: Arc<Shared>,
+    local: SocketAddr,
+    ca_file: Option<PathBuf>,
+    threads: Vec<JoinHandle<()>>,
+    conn_threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    stopped: bool,
+}
+
+impl SimHandle {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// `ws://ADDR/ws/api/v2` or `wss://ADDR/ws/api/v2`.
+    pub fn url(&self) -> String {
+        let scheme = if self.shared.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}/ws/api/v2", self.local)
+    }
+
+    /// The CA certificate file clients should trust, when the certificate was generated.
+    pub fn ca_file(&self) -> Option<&PathBuf> {
+        self.ca_file.as_ref()
+    }
+
+    /// A snapshot of the ledger.
+    pub fn ledger(&self) -> Ledger {
+        self.shared.venue().ledger.clone()
+    }
+
+    /// Ids of the connections alive now, in accept order.
+    pub fn connections(&self) -> Vec<ConnId> {
+        let mut v: Vec<ConnId> = self
+            .shared
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SimStats {
+        SimStats {
+            md_sent: self.shared.md_sent.load(Ordering::Relaxed),
+            md_generated: self.shared.venue().log.head(),
+            accepted: self.shared.accepted.load(Ordering::Relaxed),
+            live: self.connections().len(),
+        }
+    }
+
+    /// Fires a fault now on one connection or all live ones (applied on their next loop
+    /// turn, within about a millisecond). Returns how many connections it was given to.
+    pub fn inject(&self, target: Target, kind: FaultKind) -> usize {
+        let conns = self.shared.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let mut n = 0;
+        for (id, ctl) in conns.iter() {
+            if target == Target::All || target == Target::Conn(*id) {
+                ctl.push(kind.clone());
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Adds a scheduled fault rule; live and future connections take it over.
+    pub fn schedule(&self, rule: FaultRule) {
+        self.shared
+            .rules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(rule);
+    }
+
+    /// Stops every thread (connections get a 1001 close), writes the ledger file if the
+    /// configuration names one (a write failure is reported on stderr; use
+    /// [`SimHandle::shutdown_checked`] to get it as an error), and returns the final ledger.
+    pub fn shutdown(self) -> Ledger {
+        let shared = self.shared.clone();
+        match self.shutdown_checked() {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("sim: {e}");
+                shared.venue().ledger.clone()
+            }
+        }
+    }
+
+    /// Like [`SimHandle::shutdown`] but reports a failure to write the ledger file.
+    pub fn shutdown_checked(mut self) -> Result<Ledger, SimError> {
+        self.stop();
+        let ledger = self.ledger();
+        if let Some(path) = &self.shared.cfg.ledger_path {
+            std::fs::write(path, ledger.to_json()).map_err(|e| SimError::io(path, e))?;
+        }
+        Ok(ledger)
+    }
+
+    fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        self.shared.shutdown.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let conns: Vec<JoinHandle<()>> = self
+            .conn_threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for t in conns {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
