@@ -7,11 +7,20 @@
 //! - [`sys`]: Linux specifics (core pinning, SCHED_FIFO, socket options) behind one small API.
 //! - [`transport`]: non-blocking TCP and rustls client, never blocking the loop.
 //! - [`ws`]: the WebSocket client: resumable handshake and a zero-allocation frame codec.
+//! - [`connection`]: one WebSocket client connection: transport + handshake + codec, driven by
+//!   readiness events, with preallocated buffers.
+//! - [`md`]: fixed-size decoded market-data records (`Copy`, no heap).
+//! - [`venue`]: venue protocol codecs (Deribit JSON-RPC v2).
+//! - [`latency`]: the clock and per-stage HDR latency recorders.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod connection;
+pub mod latency;
+pub mod md;
 pub mod reactor;
 pub mod sys;
 pub mod transport;
+pub mod venue;
 pub mod ws;

@@ -31,4 +31,7 @@ bash tools/ci/loom.sh
 step "miri"
 bash tools/ci/miri.sh
 
+step "Autobahn|Testsuite conformance (301 client cases)"
+bash tools/ci/autobahn.sh
+
 step "all passed"
