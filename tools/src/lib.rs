@@ -2,4 +2,6 @@
 //! usable in-process by tests and the demo.
 #![deny(missing_docs)]
 
+pub mod report;
 pub mod sim;
+pub mod tap;

@@ -19,11 +19,42 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at startup: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a venue simulator (Deribit JSON-RPC v2 over ws/wss on /ws/api/v2).
     #[command(after_long_help = FAULTS_HELP)]
     Sim(SimArgs),
+    /// Print latency percentile tables of run directories; with --compare, flag regressions
+    /// (exit status 3).
+    Report(spinwire_tools::report::ReportArgs),
+    /// Connect to a WebSocket URL with spinwire's engine and print every message received: one
+    /// line per message on stdout (text as is, binary as base64), connection events on stderr.
+    Tap(TapArgs),
+}
+
+#[derive(Args)]
+struct TapArgs {
+    /// Print raw messages from this ws:// or wss:// URL.
+    #[arg(long, value_name = "URL", required = true)]
+    raw: String,
+    /// PEM file with the CA to trust for wss:// (default: the system's root certificates).
+    #[arg(long, value_name = "PATH")]
+    ca_file: Option<PathBuf>,
+    /// Exit (0) after N messages.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Exit (0) after S seconds (fractions allowed).
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    seconds: Option<f64>,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number of seconds (e.g. 5 or 0.5)")),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -125,6 +156,23 @@ fn parse_dur(s: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Report(args) => spinwire_tools::report::main(&args),
+        Command::Tap(args) => {
+            let opts = spinwire_tools::tap::TapOptions {
+                url: args.raw,
+                ca_file: args.ca_file,
+                count: args.count,
+                seconds: args.seconds,
+            };
+            let mut out = std::io::stdout().lock();
+            match spinwire_tools::tap::run_raw(&opts, &mut out, &mut std::io::stderr()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("spinwire tap: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Sim(args) => match run_sim(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -9,7 +9,8 @@ does is chosen by its path:
   /fragmented?n=N      send one text message in N fragments, then echo
   /ping                send a ping with payload b"are-you-there", wait for the pong (2 s),
                        then send the text "pong-ok" (or "pong-missing"), then echo
-  /large?size=N        send one binary message of N bytes (byte i = i % 251), then echo
+  /large?size=N        send one binary message of N bytes (byte i = i % 251), then echo;
+                       print `CLOSE <code>` on stdout when the client has closed
   /close?code=C        send a close frame with code C and reason "bye", wait for the reply
   /abort               send "bye" then drop the TCP connection without a close frame
   /report-close        wait for the client's close; send nothing; print `CLOSE <code>` on stdout
@@ -58,6 +59,7 @@ async def handler(ws):
         size = query(ws, "size", 1024)
         await ws.send(bytes(i % 251 for i in range(size)))
         await echo(ws)
+        print(f"CLOSE {ws.close_code}", flush=True)
     elif path == "/close":
         await ws.close(code=query(ws, "code", 1000), reason="bye")
     elif path == "/abort":
