@@ -242,6 +242,27 @@ impl<T> Shared<T> {
         cell.with(|p| unsafe { (*p).assume_init_read() })
     }
 
+    /// Hints the CPU to start fetching slot `idx`, the next one the consumer will read, while
+    /// it finds the ring empty. A consumer spinning on an empty ring then pulls the slot's cache
+    /// line together with the producer's index instead of one after the other, which takes
+    /// about one cache-line transfer off every hand-over. A hint only: it reads nothing in the
+    /// Rust sense, cannot fault, and is compiled out under loom and Miri and off x86_64.
+    #[inline(always)]
+    fn prefetch(&self, idx: usize) {
+        #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+        {
+            debug_assert!(idx < self.slots.len());
+            // `wrapping_add`: forming the address needs no `unsafe`, and it stays in the buffer.
+            let p = self.slots.base().wrapping_add(idx).cast::<i8>();
+            // SAFETY: PREFETCHT0 is a cache hint: it never dereferences in the Rust sense, never
+            // faults (not even for an invalid address), and needs only SSE, which every x86_64
+            // CPU has.
+            unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p) };
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(loom), not(miri))))]
+        let _ = idx;
+    }
+
     /// A shared reference to the value in slot `idx`.
     ///
     /// # Safety
@@ -593,6 +614,7 @@ impl<T> Consumer<T> {
     pub fn pop(&mut self) -> Option<T> {
         let head = self.head;
         if head == self.cached_tail.get() && self.refresh_tail(head) == 0 {
+            self.shared.prefetch(head & self.mask);
             return None;
         }
         // SAFETY: masked index is in bounds; `head != tail`, so slot `head` is initialized and
@@ -629,6 +651,7 @@ impl<T> Consumer<T> {
         }
         let n = avail.min(dst.len());
         if n == 0 {
+            self.shared.prefetch(head & self.mask);
             return 0;
         }
         // SAFETY: masked start is in bounds, `n <= avail <= capacity`, and the `n` slots from

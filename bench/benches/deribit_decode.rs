@@ -1,0 +1,274 @@
+//! Deribit book-change decoding: spinwire's codec against serde_json.
+//!
+//! - `deribit_book_change/{1,5,20}rows/spinwire`: `venue::deribit::decode` of one
+//!   `book.BTC-PERPETUAL.raw` change notification into `MdRecord`s (exact fixed-point prices,
+//!   instrument id from an `InstrumentTable`, rows flagged first/last) in a reused slice.
+//! - `.../spinwire_general`: the same without the fast path for Deribit's own layout
+//!   (`decode_general`: what any other member order or spacing costs).
+//! - `.../serde_json`: the idiomatic baseline, `serde_json::from_str` into
+//!   `#[derive(Deserialize)]` structs for the same message (owned `String`s, `Vec` of
+//!   `(Action, f64, f64)` rows).
+//! - Before timing: both decoders are checked to read the same rows (prices and amounts agree),
+//!   and the allocations per message of each are counted (a counting global allocator, this
+//!   thread only) and printed: `allocs/msg 5rows spinwire=0.00 serde_json=...`.
+//!
+//! Messages are shaped as Deribit sends them (field order, `.0` amounts, integer ids) plus the
+//! simulator's `sw_send_ns`.
+//!
+//! Run: `cargo bench -p spinwire-bench --bench deribit_decode` (add
+//! `-- --warm-up-time 1 --measurement-time 3` for a short run);
+//! `cargo test -p spinwire-bench --bench deribit_decode` runs each once as a check.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use serde::Deserialize;
+use spinwire_engine::md::{InstrumentTable, MdRecord};
+use spinwire_engine::venue::deribit::{decode, decode_general, Incoming};
+
+// ---------------------------------------------------------------------------------------------
+// Counting allocator (this thread only, while enabled).
+
+struct CountingAlloc;
+
+thread_local! {
+    /// Whether allocations on this thread are counted. `const` init: using it never allocates.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    /// Allocations counted on this thread.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note_allocation() {
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+    }
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `System`'s
+// guarantees hold; the counting touches only const-initialized thread-locals.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation();
+        // SAFETY: `ptr` came from `System` (through this allocator) with `layout`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` (through this allocator) with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// Runs `f` and returns the allocations it made on this thread.
+fn count_allocations(f: impl FnOnce()) -> u64 {
+    ALLOCATIONS.with(|n| n.set(0));
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCATIONS.with(Cell::get)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input.
+
+/// A `book.BTC-PERPETUAL.raw` change with `rows` rows (bids first, then asks), as Deribit sends
+/// it, plus `sw_send_ns`.
+fn book_change(rows: usize) -> String {
+    let bids = rows.div_ceil(2);
+    let row = |i: usize, bid: bool| {
+        let action = ["change", "new", "delete"][i % 3];
+        let price = if bid {
+            60000.0 - 0.5 * i as f64
+        } else {
+            60000.5 + 0.5 * i as f64
+        };
+        let amount = if action == "delete" {
+            0
+        } else {
+            10 * (i as u64 * 37 % 5000 + 1)
+        };
+        format!("[\"{action}\",{price:.1},{amount}.0]")
+    };
+    let b: Vec<String> = (0..bids).map(|i| row(i, true)).collect();
+    let a: Vec<String> = (0..rows - bids).map(|i| row(i, false)).collect();
+    format!(
+        "{{\"jsonrpc\":\"2.0\",\"method\":\"subscription\",\"params\":{{\"channel\":\"book.BTC-PERPETUAL.raw\",\
+         \"data\":{{\"type\":\"change\",\"timestamp\":1700000000123,\"prev_change_id\":71234567890,\
+         \"instrument_name\":\"BTC-PERPETUAL\",\"change_id\":71234567891,\"bids\":[{}],\"asks\":[{}],\
+         \"sw_send_ns\":1700000000123456789}}}}}}",
+        b.join(","),
+        a.join(",")
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The serde_json baseline: derive structs for the same message.
+
+#[allow(dead_code)]
+#[derive(Deserialize)]
+struct Notification {
+    method: String,
+    params: Params,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize)]
+struct Params {
+    channel: String,
+    data: BookData,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Snapshot,
+    Change,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Action {
+    New,
+    Change,
+    Delete,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize)]
+struct BookData {
+    #[serde(rename = "type")]
+    kind: Kind,
+    timestamp: u64,
+    #[serde(default)]
+    prev_change_id: Option<u64>,
+    instrument_name: String,
+    change_id: u64,
+    bids: Vec<(Action, f64, f64)>,
+    asks: Vec<(Action, f64, f64)>,
+    #[serde(default)]
+    sw_send_ns: Option<u64>,
+}
+
+fn serde_decode(text: &str) -> Notification {
+    serde_json::from_str(text).expect("valid notification")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sanity checks and allocation counts (before timing).
+
+fn check_and_count(rows: usize, table: &InstrumentTable, out: &mut [MdRecord]) {
+    let probe = count_allocations(|| {
+        black_box(Vec::<u8>::with_capacity(black_box(8)));
+    });
+    assert_eq!(probe, 1, "the counting allocator works");
+
+    let text = book_change(rows);
+    let Ok(Incoming::Book(general)) = decode_general(&text, table, out) else {
+        panic!("spinwire's general path decodes the message");
+    };
+    let general_rows = out[..rows].to_vec();
+    let Ok(Incoming::Book(b)) = decode(&text, table, out) else {
+        panic!("spinwire decodes the message");
+    };
+    assert_eq!(b, general, "fast and general paths agree");
+    assert_eq!(
+        out[..rows],
+        general_rows[..],
+        "fast and general paths agree"
+    );
+    let theirs = serde_decode(&text);
+    let d = &theirs.params.data;
+    assert_eq!(b.rows, rows);
+    assert_eq!((b.change_id, d.change_id), (71234567891, 71234567891));
+    assert_eq!(Some(b.prev_change_id), d.prev_change_id);
+    assert_eq!(d.kind, Kind::Change);
+    let serde_rows: Vec<(Action, f64, f64)> = d.bids.iter().chain(&d.asks).copied().collect();
+    assert_eq!(serde_rows.len(), rows);
+    for (rec, (action, price, amount)) in out[..rows].iter().zip(serde_rows) {
+        let MdRecord::Book(r) = rec else {
+            panic!("book rows only")
+        };
+        assert_eq!(r.price.to_f64(), price);
+        assert_eq!(r.amount.to_f64(), amount);
+        assert_eq!(format!("{:?}", r.action), format!("{action:?}"));
+    }
+
+    const MSGS: u64 = 1000;
+    let ours = count_allocations(|| {
+        for _ in 0..MSGS {
+            black_box(decode(black_box(&text), table, out).is_ok());
+        }
+    });
+    let theirs = count_allocations(|| {
+        for _ in 0..MSGS {
+            black_box(serde_decode(black_box(&text)));
+        }
+    });
+    println!(
+        "allocs/msg {rows}rows ({} bytes) spinwire={:.2} serde_json={:.2}",
+        text.len(),
+        ours as f64 / MSGS as f64,
+        theirs as f64 / MSGS as f64
+    );
+    assert_eq!(ours, 0, "spinwire must not allocate while decoding");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmarks.
+
+fn bench_book_change(c: &mut Criterion) {
+    let mut table = InstrumentTable::with_capacity(64).expect("capacity");
+    for name in [
+        "ETH-PERPETUAL",
+        "BTC-PERPETUAL",
+        "BTC-27DEC24",
+        "ETH-27DEC24",
+    ] {
+        table.insert(name).expect("room");
+    }
+    let mut out = vec![MdRecord::default(); 256];
+    for rows in [1usize, 5, 20] {
+        check_and_count(rows, &table, &mut out);
+        let text = book_change(rows);
+        let mut group = c.benchmark_group(format!("deribit_book_change/{rows}rows"));
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_function("spinwire", |b| {
+            b.iter(|| match decode(black_box(&text), &table, &mut out) {
+                Ok(Incoming::Book(u)) => black_box(u.rows),
+                _ => unreachable!("checked above"),
+            })
+        });
+        group.bench_function("spinwire_general", |b| {
+            b.iter(
+                || match decode_general(black_box(&text), &table, &mut out) {
+                    Ok(Incoming::Book(u)) => black_box(u.rows),
+                    _ => unreachable!("checked above"),
+                },
+            )
+        });
+        group.bench_function("serde_json", |b| {
+            b.iter(|| black_box(serde_decode(black_box(&text))))
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench_book_change);
+criterion_main!(benches);
