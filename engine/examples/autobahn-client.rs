@@ -174,10 +174,12 @@ fn run_connection(opts: &Options, path: &str, echo: bool) -> Result<Outcome, Str
                         pending.push_back(Pending::Text(t.to_owned()));
                     }
                 }
-                Message::Binary(b) if echo => {
-                    if !pending.is_empty() || outbox.send_binary(b) == Err(SendError::Full) {
-                        pending.push_back(Pending::Binary(b.to_owned()));
-                    }
+                Message::Binary(b)
+                    if echo
+                        && (!pending.is_empty()
+                            || outbox.send_binary(b) == Err(SendError::Full)) =>
+                {
+                    pending.push_back(Pending::Binary(b.to_owned()));
                 }
                 _ => {}
             }

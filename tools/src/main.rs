@@ -12,11 +12,13 @@ use spinwire_tools::sim::{faults, RateLimit, SimConfig, Simulator, TlsSetup};
 #[command(
     name = "spinwire",
     version,
-    about = "spinwire: low-latency WebSocket session engine tools"
+    about = "spinwire: low-latency WebSocket session engine tools",
+    after_help = "Run without a command, spinwire prints this help. Start with `spinwire sim` (a \
+                  Deribit venue on loopback) and `spinwire tap` (watch it through the engine)."
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 // Parsed once at startup: the variants' size difference costs nothing.
@@ -31,18 +33,52 @@ enum Command {
     Report(spinwire_tools::report::ReportArgs),
     /// Connect to a WebSocket URL with spinwire's engine and print every message received: one
     /// line per message on stdout (text as is, binary as base64), connection events on stderr.
+    /// With --venue deribit: run a full venue session and print decoded market data as JSON.
     Tap(TapArgs),
 }
 
 #[derive(Args)]
 struct TapArgs {
     /// Print raw messages from this ws:// or wss:// URL.
-    #[arg(long, value_name = "URL", required = true)]
-    raw: String,
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "venue",
+        conflicts_with = "venue"
+    )]
+    raw: Option<String>,
+    /// Run a venue session (auth, heartbeats, reconnects, book checks) and print decoded
+    /// market data: one JSON object per record on stdout, session events as JSON on stderr.
+    /// Credentials: --credentials-file, else SPINWIRE_CLIENT_ID / SPINWIRE_CLIENT_SECRET, else
+    /// a public session.
+    #[arg(long, value_enum, requires = "url")]
+    venue: Option<Venue>,
+    /// The venue's WebSocket API URL (with --venue).
+    #[arg(long, value_name = "URL", requires = "venue")]
+    url: Option<String>,
+    /// A channel to subscribe to, e.g. book.BTC-PERPETUAL.raw (repeat for more; with --venue).
+    #[arg(long = "subscribe", value_name = "CHANNEL", requires = "venue")]
+    subscribe: Vec<String>,
+    /// Credentials file with `client_id = ...` and `client_secret = ...` lines; must not be
+    /// readable by group or others (with --venue).
+    #[arg(long, value_name = "PATH", requires = "venue")]
+    credentials_file: Option<PathBuf>,
+    /// Authenticate with client_credentials (sends the secret) instead of client_signature.
+    #[arg(long, requires = "venue")]
+    client_credentials: bool,
+    /// Ask for a `session:NAME` scope so reconnects resume the session.
+    #[arg(long, value_name = "NAME", requires = "venue")]
+    session_name: Option<String>,
+    /// Heartbeat interval asked of the venue, seconds (Deribit: at least 10; with --venue).
+    #[arg(long, value_name = "S", value_parser = parse_seconds, requires = "venue")]
+    heartbeat: Option<f64>,
+    /// Log every session event (state changes included) and final counters.
+    #[arg(short, long)]
+    verbose: bool,
     /// PEM file with the CA to trust for wss:// (default: the system's root certificates).
     #[arg(long, value_name = "PATH")]
     ca_file: Option<PathBuf>,
-    /// Exit (0) after N messages.
+    /// Exit (0) after N messages (records with --venue).
     #[arg(long, value_name = "N")]
     count: Option<u64>,
     /// Exit (0) after S seconds (fractions allowed).
@@ -155,24 +191,15 @@ fn parse_dur(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let Some(command) = cli.command else {
+        // The main job until the demo exists: say what there is, and succeed.
+        use clap::CommandFactory;
+        let _ = Cli::command().print_help();
+        return ExitCode::SUCCESS;
+    };
+    match command {
         Command::Report(args) => spinwire_tools::report::main(&args),
-        Command::Tap(args) => {
-            let opts = spinwire_tools::tap::TapOptions {
-                url: args.raw,
-                ca_file: args.ca_file,
-                count: args.count,
-                seconds: args.seconds,
-            };
-            let mut out = std::io::stdout().lock();
-            match spinwire_tools::tap::run_raw(&opts, &mut out, &mut std::io::stderr()) {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("spinwire tap: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Tap(args) => run_tap(args),
         Command::Sim(args) => match run_sim(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -180,6 +207,51 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn run_tap(args: TapArgs) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    if let (Some(Venue::Deribit), Some(url)) = (args.venue, args.url) {
+        let mut session = spinwire_engine::session::SessionConfig::default();
+        if let Some(h) = args.heartbeat {
+            let h = Duration::from_secs_f64(h);
+            session.heartbeat = Some(h);
+            session.ping_after = h.max(Duration::from_millis(1));
+            session.dead_after = (h / 2).max(Duration::from_millis(1));
+        }
+        let opts = spinwire_tools::tap::VenueTapOptions {
+            url,
+            subscribe: args.subscribe,
+            ca_file: args.ca_file,
+            count: args.count,
+            seconds: args.seconds,
+            credentials_file: args.credentials_file,
+            client_credentials: args.client_credentials,
+            session_name: args.session_name,
+            verbose: args.verbose,
+            session,
+        };
+        return match spinwire_tools::tap::run_venue(&opts, &mut out, &mut std::io::stderr()) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("spinwire tap: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let opts = spinwire_tools::tap::TapOptions {
+        url: args.raw.unwrap_or_default(),
+        ca_file: args.ca_file,
+        count: args.count,
+        seconds: args.seconds,
+    };
+    match spinwire_tools::tap::run_raw(&opts, &mut out, &mut std::io::stderr()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spinwire tap: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,6 +1,16 @@
 //! `spinwire tap --raw URL`: connect with spinwire's engine (transport + WebSocket codec), print
 //! every received message, and exit after a count or a time.
 //!
+//! `spinwire tap --venue deribit --url URL --subscribe CHANNEL...` ([`run_venue`]): run a full
+//! session on its own engine thread ([`Driver`]) and print what it delivers: one JSON object per
+//! market-data record on stdout (`channel`, `instrument`, `kind`, and for books `change_id`,
+//! `prev_change_id`, `snapshot`), session events as JSON lines on stderr (`event`: `connected`,
+//! `authenticated`, `subscribed`, `live`, `disconnected` with `cause`, `reconnecting`, `gap`,
+//! `token_refreshed`, `alert`, `fatal`, ...). The engine thread formats nothing: this thread
+//! pops records and events from the rings, formats and writes them, and runs the alert rules.
+//! Exit 0 after `--count` records or `--seconds`; a fatal error ends the run with a non-zero
+//! status and one `spinwire tap: fatal: ...` line. Secrets and tokens are never written.
+//!
 //! Output contract: stdout has one line per received data message — text as it came, binary as
 //! standard base64 — and nothing else; stderr has `tap: ...` lines for connection events. A
 //! refused connection, a failed TLS verification or a failed handshake ends the program with a
@@ -225,4 +235,377 @@ fn classify(url: &str, e: ConnError, open: bool) -> TapError {
         },
         e => TapError::Lost(e),
     }
+}
+
+// ----- venue mode ----------------------------------------------------------------------------
+
+use std::sync::atomic::Ordering;
+
+use spinwire_engine::md::{BookAction, BookFlags, InstrumentTable, MdRecord, Side};
+use spinwire_engine::session::alerts::{AlertLimits, AlertRules};
+use spinwire_engine::session::driver::{Driver, DriverConfig, DriverError};
+use spinwire_engine::session::{
+    AuthMethod, CredentialError, Credentials, EventKind, SessionConfig, SessionEvent,
+};
+
+/// Options of `spinwire tap --venue deribit`.
+#[derive(Debug, Clone)]
+pub struct VenueTapOptions {
+    /// `ws://` or `wss://` URL of the venue's WebSocket API.
+    pub url: String,
+    /// Channels to subscribe to.
+    pub subscribe: Vec<String>,
+    /// PEM file with the CA to trust (default: system roots).
+    pub ca_file: Option<PathBuf>,
+    /// Exit 0 after this many records.
+    pub count: Option<u64>,
+    /// Exit 0 after this long.
+    pub seconds: Option<f64>,
+    /// Credentials file (`client_id = ..`, `client_secret = ..`, mode 600); otherwise
+    /// `SPINWIRE_CLIENT_ID` / `SPINWIRE_CLIENT_SECRET`; otherwise a public session.
+    pub credentials_file: Option<PathBuf>,
+    /// Send the secret (`client_credentials`) instead of signing (`client_signature`).
+    pub client_credentials: bool,
+    /// Ask for a `session:NAME` scope.
+    pub session_name: Option<String>,
+    /// Log every event (state changes, malformed messages, requests) and final counters.
+    pub verbose: bool,
+    /// Session settings (timers, backoff); credentials are filled in from the options above.
+    pub session: SessionConfig,
+}
+
+/// Why `tap --venue` failed; the text is the one line printed.
+#[derive(Debug, thiserror::Error)]
+pub enum VenueTapError {
+    /// Credentials could not be loaded.
+    #[error("{0}")]
+    Credentials(#[from] CredentialError),
+    /// The driver could not start.
+    #[error("{0}")]
+    Driver(#[from] DriverError),
+    /// The session failed for good.
+    #[error("fatal: {0}")]
+    Fatal(String),
+    /// The engine thread panicked.
+    #[error("the engine thread panicked")]
+    Panicked,
+}
+
+/// What a venue tap run delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VenueTapSummary {
+    /// Records printed.
+    pub records: u64,
+}
+
+/// Runs `tap --venue deribit`: the session runs on its engine thread; this thread is the
+/// logger/consumer — it pops records and events from the rings, prints records as JSON lines
+/// on `out` and events as JSON lines on `log`, and evaluates the alert rules.
+pub fn run_venue(
+    opts: &VenueTapOptions,
+    out: &mut impl Write,
+    log: &mut impl Write,
+) -> Result<VenueTapSummary, VenueTapError> {
+    let mut creds = match &opts.credentials_file {
+        Some(path) => Some(Credentials::from_file(path)?),
+        None => Credentials::from_env()?,
+    };
+    if let Some(c) = creds.as_mut() {
+        if opts.client_credentials {
+            c.method = AuthMethod::ClientCredentials;
+        }
+        c.session = opts.session_name.clone();
+    }
+    let authenticated = creds.is_some();
+    let mut session = opts.session.clone();
+    session.credentials = creds;
+    let mut dc = DriverConfig::new(opts.url.clone());
+    dc.ca_file = opts.ca_file.clone();
+    let mut h = Driver::spawn(dc, session, &opts.subscribe)?;
+    let _ = writeln!(
+        log,
+        "{{\"event\":\"start\",\"url\":{},\"authenticated\":{authenticated},\"channels\":{}}}",
+        json_str(&opts.url),
+        opts.subscribe.len()
+    );
+
+    // The consumer's own instrument table, filled in the same order as the session's (ids
+    // match: both insert the subscribed channels' instruments in order).
+    let mut names = InstrumentTable::with_capacity(opts.subscribe.len().max(1))
+        .map_err(|e| VenueTapError::Fatal(e.to_string()))?;
+    for c in &opts.subscribe {
+        if let Some(inst) = spinwire_engine::venue::deribit::Channel::parse(c).instrument() {
+            if names.get(inst.as_bytes()).is_none() {
+                let _ = names.insert(inst);
+            }
+        }
+    }
+    let book_channel = |inst: &str| {
+        opts.subscribe
+            .iter()
+            .find(|c| {
+                c.starts_with("book.")
+                    && c[5..].starts_with(inst)
+                    && c[5 + inst.len()..].starts_with('.')
+            })
+            .map(String::as_str)
+            .unwrap_or("book")
+    };
+    let trade_channel = |inst: &str| {
+        opts.subscribe
+            .iter()
+            .find(|c| {
+                c.starts_with("trades.")
+                    && c[7..].starts_with(inst)
+                    && c[7 + inst.len()..].starts_with('.')
+            })
+            .map(String::as_str)
+            .unwrap_or("trades")
+    };
+
+    let start = Instant::now();
+    let deadline = opts
+        .seconds
+        .map(|s| start + Duration::from_secs_f64(s.max(0.0)));
+    let mut alerts = AlertRules::new(AlertLimits::default());
+    let mut records = 0u64;
+    let mut fatal: Option<String> = None;
+    let mut stopping = false;
+    let mut line = String::with_capacity(256);
+    loop {
+        let mut idle = true;
+        while let Some(e) = h.events.pop() {
+            idle = false;
+            if let EventKind::Fatal { reason, code } = e.kind {
+                fatal = Some(format!("{reason:?} (error {code})"));
+            }
+            log_event(log, &e, opts.verbose);
+            if let Some(a) = alerts.observe(&e) {
+                let _ = writeln!(
+                    log,
+                    "{{\"event\":\"alert\",\"level\":\"{}\",\"rule\":\"{}\",\"value\":{},\"limit\":{}}}",
+                    if a.error { "error" } else { "warn" },
+                    a.rule.as_str(),
+                    a.value,
+                    a.limit
+                );
+            }
+        }
+        let limit = opts.count.unwrap_or(u64::MAX);
+        while records < limit {
+            let Some(r) = h.md.pop() else { break };
+            idle = false;
+            line.clear();
+            let inst = names.name(r.instrument()).unwrap_or("?");
+            format_record(&mut line, &r, inst, book_channel(inst), trade_channel(inst));
+            if writeln!(out, "{line}").is_err() {
+                stopping = true;
+                break;
+            }
+            records += 1;
+        }
+        let done = records >= limit || deadline.is_some_and(|d| Instant::now() >= d);
+        if (done || fatal.is_some()) && !stopping {
+            stopping = true;
+            h.stop.store(true, Ordering::Relaxed);
+        }
+        if h.thread.is_finished() {
+            break;
+        }
+        if idle {
+            let _ = out.flush();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let joined = h.thread.join().map_err(|_| VenueTapError::Panicked)?;
+    while let Some(e) = h.events.pop() {
+        log_event(log, &e, opts.verbose);
+    }
+    let _ = out.flush();
+    let (dstats, sstats) = joined?;
+    if opts.verbose {
+        let _ = writeln!(
+            log,
+            "{{\"event\":\"stats\",\"records\":{records},\"records_dropped\":{},\"events_dropped\":{},\"messages\":{},\"malformed\":{},\"gaps\":{},\"connections\":{},\"heartbeat_misses\":{},\"tests_answered\":{}}}",
+            dstats.records_dropped,
+            dstats.events_dropped,
+            sstats.messages,
+            sstats.malformed,
+            sstats.gaps,
+            sstats.connections,
+            sstats.heartbeat_misses,
+            sstats.tests_answered
+        );
+    }
+    if let Some(f) = fatal {
+        return Err(VenueTapError::Fatal(f));
+    }
+    Ok(VenueTapSummary { records })
+}
+
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn format_record(line: &mut String, r: &MdRecord, inst: &str, book: &str, trades: &str) {
+    use std::fmt::Write as _;
+    match r {
+        MdRecord::Book(b) => {
+            let side = match b.side {
+                Side::Bid => "bid",
+                Side::Ask => "ask",
+            };
+            let action = match b.action {
+                BookAction::New => "new",
+                BookAction::Change => "change",
+                BookAction::Delete => "delete",
+            };
+            let _ = write!(
+                line,
+                "{{\"channel\":{},\"instrument\":{},\"kind\":\"book\",\"snapshot\":{},\"change_id\":{},\"prev_change_id\":{},\"side\":\"{side}\",\"action\":\"{action}\",\"price\":\"{}\",\"amount\":\"{}\",\"timestamp_ms\":{}}}",
+                json_str(book),
+                json_str(inst),
+                b.flags.contains(BookFlags::SNAPSHOT),
+                b.change_id,
+                b.prev_change_id,
+                b.price,
+                b.amount,
+                b.timestamp_ms
+            );
+        }
+        MdRecord::Trade(t) => {
+            let _ = write!(
+                line,
+                "{{\"channel\":{},\"instrument\":{},\"kind\":\"trade\",\"trade_seq\":{},\"direction\":\"{}\",\"price\":\"{}\",\"amount\":\"{}\",\"timestamp_ms\":{}}}",
+                json_str(trades),
+                json_str(inst),
+                t.trade_seq,
+                t.direction.as_str(),
+                t.price,
+                t.amount,
+                t.timestamp_ms
+            );
+        }
+    }
+}
+
+/// One JSON line per event. Without `verbose`, state changes are left out.
+fn log_event(log: &mut impl Write, e: &SessionEvent, verbose: bool) {
+    let t = e.at_ns / 1_000_000;
+    let _ = match e.kind {
+        EventKind::StateChanged { from, to } => {
+            if !verbose {
+                return;
+            }
+            writeln!(
+                log,
+                "{{\"event\":\"state\",\"t_ms\":{t},\"from\":\"{}\",\"to\":\"{}\"}}",
+                from.as_str(),
+                to.as_str()
+            )
+        }
+        EventKind::Connected { connection } => writeln!(
+            log,
+            "{{\"event\":\"connected\",\"t_ms\":{t},\"connection\":{connection}}}"
+        ),
+        EventKind::Authenticated {
+            expires_in_s,
+            resumed,
+        } => writeln!(
+            log,
+            "{{\"event\":\"authenticated\",\"t_ms\":{t},\"expires_in_s\":{expires_in_s},\"resumed\":{resumed}}}"
+        ),
+        EventKind::TokenRefreshed { expires_in_s } => writeln!(
+            log,
+            "{{\"event\":\"token_refreshed\",\"t_ms\":{t},\"expires_in_s\":{expires_in_s}}}"
+        ),
+        EventKind::TokenRefreshFailed { code } => writeln!(
+            log,
+            "{{\"event\":\"token_refresh_failed\",\"level\":\"warn\",\"t_ms\":{t},\"code\":{code}}}"
+        ),
+        EventKind::Subscribed { channels } => writeln!(
+            log,
+            "{{\"event\":\"subscribed\",\"t_ms\":{t},\"channels\":{channels}}}"
+        ),
+        EventKind::Live { downtime_ns } => writeln!(
+            log,
+            "{{\"event\":\"live\",\"t_ms\":{t},\"downtime_ms\":{}}}",
+            downtime_ns / 1_000_000
+        ),
+        EventKind::Disconnected { cause } => {
+            let code = match cause {
+                spinwire_engine::session::DisconnectCause::PeerClosed { code } => code,
+                _ => 1006,
+            };
+            writeln!(
+                log,
+                "{{\"event\":\"disconnected\",\"level\":\"warn\",\"t_ms\":{t},\"cause\":\"{}\",\"close_code\":{code}}}",
+                cause.as_str()
+            )
+        }
+        EventKind::Reconnecting { attempt, delay_ns } => writeln!(
+            log,
+            "{{\"event\":\"reconnecting\",\"t_ms\":{t},\"attempt\":{attempt},\"delay_ms\":{}}}",
+            delay_ns / 1_000_000
+        ),
+        EventKind::HeartbeatMissed => writeln!(
+            log,
+            "{{\"event\":\"heartbeat_missed\",\"level\":\"warn\",\"t_ms\":{t}}}"
+        ),
+        EventKind::Gap {
+            instrument,
+            expected_prev,
+            got_prev,
+        } => writeln!(
+            log,
+            "{{\"event\":\"gap\",\"level\":\"warn\",\"t_ms\":{t},\"instrument_id\":{},\"expected_prev_change_id\":{expected_prev},\"prev_change_id\":{got_prev}}}",
+            instrument.0
+        ),
+        EventKind::Resynced { instrument } => writeln!(
+            log,
+            "{{\"event\":\"resynced\",\"t_ms\":{t},\"instrument_id\":{}}}",
+            instrument.0
+        ),
+        EventKind::RateLimited { request } => writeln!(
+            log,
+            "{{\"event\":\"rate_limited\",\"level\":\"warn\",\"t_ms\":{t},\"request\":\"{}\"}}",
+            request.as_str()
+        ),
+        EventKind::RequestFailed { request, code } => writeln!(
+            log,
+            "{{\"event\":\"request_failed\",\"level\":\"warn\",\"t_ms\":{t},\"request\":\"{}\",\"code\":{code}}}",
+            request.as_str()
+        ),
+        EventKind::RecordsDropped {
+            instrument,
+            records,
+        } => writeln!(
+            log,
+            "{{\"event\":\"records_dropped\",\"level\":\"warn\",\"t_ms\":{t},\"instrument_id\":{},\"records\":{records}}}",
+            instrument.0
+        ),
+        EventKind::Malformed { error } => {
+            writeln!(
+                log,
+                "{{\"event\":\"malformed\",\"level\":\"warn\",\"t_ms\":{t},\"error\":{}}}",
+                json_str(&error.to_string())
+            )
+        }
+        EventKind::Fatal { reason, code } => writeln!(
+            log,
+            "{{\"event\":\"fatal\",\"level\":\"error\",\"t_ms\":{t},\"reason\":\"{reason:?}\",\"code\":{code}}}"
+        ),
+    };
 }
