@@ -19,71 +19,19 @@
 //! `-- --warm-up-time 1 --measurement-time 3` for a short run);
 //! `cargo test -p spinwire-bench --bench deribit_decode` runs each once as a check.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde::Deserialize;
+use spinwire_bench::{count_allocations, CountingAlloc};
 use spinwire_engine::md::{InstrumentTable, MdRecord};
 use spinwire_engine::venue::deribit::{decode, decode_general, Incoming};
 
 // ---------------------------------------------------------------------------------------------
 // Counting allocator (this thread only, while enabled).
 
-struct CountingAlloc;
-
-thread_local! {
-    /// Whether allocations on this thread are counted. `const` init: using it never allocates.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    /// Allocations counted on this thread.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note_allocation() {
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `System`'s
-// guarantees hold; the counting touches only const-initialized thread-locals.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: `ptr` came from `System` (through this allocator) with `layout`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System` (through this allocator) with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
-
-/// Runs `f` and returns the allocations it made on this thread.
-fn count_allocations(f: impl FnOnce()) -> u64 {
-    ALLOCATIONS.with(|n| n.set(0));
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.with(Cell::get)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Input.
