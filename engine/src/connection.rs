@@ -30,8 +30,8 @@ use std::net::SocketAddr;
 use mio::{Registry, Token};
 
 use crate::transport::{
-    CloseStatus, Flush, Handshake, ReadStatus, Security, Transport, TransportError,
-    TransportOptions,
+    resolve, CloseStatus, Flush, Handshake, ReadStatus, Security, TlsConfig, TlsConfigError,
+    Transport, TransportError, TransportOptions,
 };
 use crate::ws::frame::MAX_CONTROL_PAYLOAD;
 use crate::ws::{
@@ -658,6 +658,70 @@ impl WsConnection {
                 Err(e) => return Err(ConnError::Protocol(e)),
             }
         }
+    }
+}
+
+/// Where to connect, prepared before the engine loop starts: the parsed URL, its TLS
+/// configuration (for `wss://`: the system roots, or only the CA in `ca_file`) and its first
+/// resolved address. Preparing blocks (DNS, reading the CA file): do it off the engine thread.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// The URL.
+    pub url: WsUrl,
+    /// `Some` for `wss://`.
+    pub tls: Option<TlsConfig>,
+    /// The first address the host resolved to.
+    pub addr: SocketAddr,
+}
+
+/// Why an [`Endpoint`] could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// The URL cannot be used: fix it.
+    #[error("bad URL: {0}")]
+    Url(#[from] UrlError),
+    /// The CA file or the system roots could not be loaded: see the source.
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] TlsConfigError),
+    /// The host name did not resolve (or resolved to nothing).
+    #[error("{0}")]
+    Resolve(TransportError),
+}
+
+impl Endpoint {
+    /// Parses `url`, builds its TLS configuration and resolves its host.
+    pub fn prepare(url: &str, ca_file: Option<&std::path::Path>) -> Result<Self, EndpointError> {
+        let url = WsUrl::parse(url)?;
+        let tls = if url.tls {
+            let builder = TlsConfig::builder();
+            let builder = match ca_file {
+                Some(path) => builder.ca_file(path),
+                None => builder,
+            };
+            Some(builder.build()?)
+        } else {
+            None
+        };
+        // `resolve` answers at least one address or an error.
+        let addr = resolve(&url.host, url.port).map_err(EndpointError::Resolve)?[0];
+        Ok(Self { url, tls, addr })
+    }
+
+    /// The transport security for this endpoint: TLS with the URL's host as the server name, or
+    /// plain TCP.
+    pub fn security(&self) -> Security<'_> {
+        match &self.tls {
+            Some(config) => Security::Tls {
+                config,
+                host: &self.url.host,
+            },
+            None => Security::Plain,
+        }
+    }
+
+    /// The upgrade request for the URL's host, port and path.
+    pub fn request(&self) -> HandshakeRequest<'_> {
+        HandshakeRequest::new(&self.url.host, self.url.port, &self.url.path)
     }
 }
 

@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use spinwire_engine::connection::{
-    ConnError, ConnectionConfig, Drive, Event, UrlError, WsConnection, WsUrl,
+    ConnError, ConnectionConfig, Drive, Endpoint, EndpointError, Event, UrlError, WsConnection,
 };
 use spinwire_engine::reactor::{PollMode, Reactor};
-use spinwire_engine::transport::{resolve, Security, TlsConfig, TlsConfigError, TransportError};
-use spinwire_engine::ws::{HandshakeRequest, Message};
+use spinwire_engine::transport::{TlsConfigError, TransportError};
+use spinwire_engine::ws::Message;
 
 /// Options of `spinwire tap --raw`.
 #[derive(Debug, Clone)]
@@ -75,6 +75,16 @@ pub enum TapError {
     Poll(std::io::Error),
 }
 
+impl From<EndpointError> for TapError {
+    fn from(e: EndpointError) -> Self {
+        match e {
+            EndpointError::Url(e) => TapError::Url(e),
+            EndpointError::Tls(e) => TapError::TlsConfig(e),
+            EndpointError::Resolve(e) => TapError::Resolve(e),
+        }
+    }
+}
+
 /// How many data messages a run printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TapSummary {
@@ -88,29 +98,10 @@ pub fn run_raw(
     out: &mut impl Write,
     log: &mut impl Write,
 ) -> Result<TapSummary, TapError> {
-    let url = WsUrl::parse(&opts.url)?;
-    let tls = if url.tls {
-        let builder = TlsConfig::builder();
-        let builder = match &opts.ca_file {
-            Some(path) => builder.ca_file(path),
-            None => builder,
-        };
-        Some(builder.build()?)
-    } else {
-        None
-    };
-    let addr = *resolve(&url.host, url.port)
-        .map_err(TapError::Resolve)?
-        .first()
-        .expect("resolve returns at least one address");
-    let security = match &tls {
-        Some(config) => Security::Tls {
-            config,
-            host: &url.host,
-        },
-        None => Security::Plain,
-    };
-    let request = HandshakeRequest::new(&url.host, url.port, &url.path);
+    let endpoint = Endpoint::prepare(&opts.url, opts.ca_file.as_deref())?;
+    let addr = endpoint.addr;
+    let security = endpoint.security();
+    let request = endpoint.request();
     let config = ConnectionConfig::default();
     let mut reactor: Reactor<WsConnection> =
         Reactor::new(1, 64, PollMode::Blocking(Some(Duration::from_millis(10))))

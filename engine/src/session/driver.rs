@@ -12,7 +12,6 @@
 //! [`Driver::spawn`] runs it on a thread of its own and hands back the ring ends; raising the
 //! stop flag makes the session log out and the thread end.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,13 +22,14 @@ use mio::Token;
 use spinwire_ringbuf::{channel, Consumer, Producer};
 
 use crate::connection::{
-    ConnError, ConnectionConfig, Drive, Event, Phase, UrlError, WsConnection, WsUrl,
+    ConnError, ConnectionConfig, Drive, Endpoint, EndpointError, Event, Phase, UrlError,
+    WsConnection,
 };
 use crate::latency::{Clock, ClockChoice, ClockError};
 use crate::md::MdRecord;
 use crate::reactor::{PollMode, Reactor};
-use crate::transport::{resolve, Security, TlsConfig, TlsConfigError, TransportError};
-use crate::ws::{HandshakeRequest, Message};
+use crate::transport::{TlsConfigError, TransportError};
+use crate::ws::Message;
 
 use super::{
     Action, DisconnectCause, Session, SessionConfig, SessionError, SessionEvent, SessionState,
@@ -92,6 +92,16 @@ pub enum DriverError {
     Poll(std::io::Error),
 }
 
+impl From<EndpointError> for DriverError {
+    fn from(e: EndpointError) -> Self {
+        match e {
+            EndpointError::Url(e) => DriverError::Url(e),
+            EndpointError::Tls(e) => DriverError::Tls(e),
+            EndpointError::Resolve(e) => DriverError::Resolve(e),
+        }
+    }
+}
+
 /// Counters of the driver.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DriverStats {
@@ -128,9 +138,8 @@ pub struct Driver {
     token: Option<Token>,
     /// Its transport phase already reported to the session.
     reported_ws: bool,
-    url: WsUrl,
-    addr: SocketAddr,
-    tls: Option<TlsConfig>,
+    /// Where to connect (URL, TLS configuration, resolved address), prepared before the loop.
+    endpoint: Endpoint,
     conn_config: ConnectionConfig,
     mode: PollMode,
     clock: Clock,
@@ -147,7 +156,7 @@ impl std::fmt::Debug for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
             .field("state", &self.session.state())
-            .field("addr", &self.addr)
+            .field("addr", &self.endpoint.addr)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -163,27 +172,7 @@ impl Driver {
         config: DriverConfig,
         session: SessionConfig,
     ) -> Result<(Driver, Consumer<SessionEvent>, Consumer<MdRecord>), DriverError> {
-        let url = WsUrl::parse(&config.url)?;
-        let tls = if url.tls {
-            let b = TlsConfig::builder();
-            let b = match &config.ca_file {
-                Some(p) => b.ca_file(p),
-                None => b,
-            };
-            Some(b.build()?)
-        } else {
-            None
-        };
-        let addr = *resolve(&url.host, url.port)
-            .map_err(DriverError::Resolve)?
-            .first()
-            .ok_or_else(|| {
-                DriverError::Resolve(TransportError::Io {
-                    op: "resolve",
-                    peer: SocketAddr::from(([0, 0, 0, 0], url.port)),
-                    source: std::io::Error::other("no address"),
-                })
-            })?;
+        let endpoint = Endpoint::prepare(&config.url, config.ca_file.as_deref())?;
         let clock = Clock::new(ClockChoice::Monotonic)?;
         let mut session = Session::new(session)?;
         let now = clock.now_ns();
@@ -197,9 +186,7 @@ impl Driver {
                 reactor,
                 token: None,
                 reported_ws: false,
-                url,
-                addr,
-                tls,
+                endpoint,
                 conn_config: config.connection,
                 mode: config.mode,
                 clock,
@@ -348,15 +335,9 @@ impl Driver {
 
     fn open(&mut self, now: u64) {
         self.close(DisconnectCause::Rotation);
-        let security = match &self.tls {
-            Some(config) => Security::Tls {
-                config,
-                host: &self.url.host,
-            },
-            None => Security::Plain,
-        };
-        let request = HandshakeRequest::new(&self.url.host, self.url.port, &self.url.path);
-        let (addr, cfg) = (self.addr, self.conn_config);
+        let security = self.endpoint.security();
+        let request = self.endpoint.request();
+        let (addr, cfg) = (self.endpoint.addr, self.conn_config);
         let r = self.reactor.insert_with(|token, registry| {
             let mut conn = WsConnection::connect(addr, security, &request, &cfg)?;
             conn.register(registry, token).map_err(|e| {
@@ -373,7 +354,7 @@ impl Driver {
                 self.token = Some(token);
                 self.reported_ws = false;
                 self.again = true;
-                if self.tls.is_some() {
+                if self.endpoint.tls.is_some() {
                     self.session
                         .handle_transport_phase(now, TransportPhase::Tls);
                 }
