@@ -6,11 +6,8 @@
 //! Plain TCP: rustls 0.23 allocates once per TLS record inside itself (see the transport
 //! module docs), so the TLS path is not zero-allocation yet.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use spinwire_engine::connection::{ConnectionConfig, Drive, Event, WsConnection};
@@ -18,48 +15,10 @@ use spinwire_engine::reactor::{PollMode, Reactor};
 use spinwire_engine::transport::Security;
 use spinwire_engine::ws::{HandshakeRequest, Message};
 
-/// Counts allocations made by threads that have switched counting on.
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_allocation() {
-    // `try_with`: the thread-local may be gone during thread teardown.
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards to the system allocator unchanged; counting has no effect on
-// the memory returned.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+mod alloc_support;
 
 #[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+static GLOBAL: alloc_support::CountingAlloc = alloc_support::CountingAlloc;
 
 const WARMUP: u64 = 10_000;
 const MEASURED: u64 = 100_000;
@@ -153,7 +112,7 @@ fn engine_thread_allocates_nothing_while_100k_frames_pass_and_are_echoed() {
     let mut closed = false;
     let started = Instant::now();
     let mut again = true;
-    let mut allocations_before = 0;
+    let mut allocations: Option<u64> = None;
     while !closed {
         assert!(
             started.elapsed() < Duration::from_secs(60),
@@ -177,11 +136,10 @@ fn engine_thread_allocates_nothing_while_100k_frames_pass_and_are_echoed() {
                 outbox.send_text(text).expect("echo queued");
                 received += 1;
                 if received == WARMUP {
-                    allocations_before = ALLOCATIONS.load(Ordering::Relaxed);
-                    COUNTING.with(|c| c.set(true));
+                    alloc_support::start_counting();
                 }
                 if received == total {
-                    COUNTING.with(|c| c.set(false));
+                    allocations = Some(alloc_support::stop_counting());
                 }
             }
         });
@@ -191,8 +149,7 @@ fn engine_thread_allocates_nothing_while_100k_frames_pass_and_are_echoed() {
             Drive::Closed => closed = true,
         }
     }
-    COUNTING.with(|c| c.set(false));
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - allocations_before;
+    let allocations = allocations.unwrap_or_else(alloc_support::stop_counting);
     assert_eq!(received, total);
     assert_eq!(
         allocations, 0,
@@ -210,10 +167,7 @@ fn engine_thread_allocates_nothing_while_100k_frames_pass_and_are_echoed() {
 
 #[test]
 fn the_counting_allocator_does_count() {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    COUNTING.with(|c| c.set(true));
-    let v = std::hint::black_box(vec![1u8; 32]);
-    COUNTING.with(|c| c.set(false));
+    let (v, allocations) = alloc_support::count_allocations(|| std::hint::black_box(vec![1u8; 32]));
     drop(v);
-    assert!(ALLOCATIONS.load(Ordering::Relaxed) > before);
+    assert!(allocations > 0);
 }

@@ -2,74 +2,20 @@
 //! counts allocations on the test's own thread), out-of-range values are counted instead of
 //! panicking, and full intervals travel to the collector and back without losing a value.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use spinwire_engine::latency::{
     Collector, HistogramConfig, OutOfRange, Rotation, Stage, StageHistograms,
 };
 
-struct CountingAlloc;
+mod alloc_support;
 
-thread_local! {
-    /// Whether allocations on this thread are counted. `const` init: using it never allocates.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    /// Allocations (and reallocations) counted on this thread.
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-    /// Deallocations counted on this thread.
-    static DEALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(counter: &'static std::thread::LocalKey<Cell<usize>>) {
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        let _ = counter.try_with(|n| n.set(n.get() + 1));
-    }
-}
+#[global_allocator]
+static GLOBAL: alloc_support::CountingAlloc = alloc_support::CountingAlloc;
 
 /// Counts the allocations and deallocations `f` makes on this thread.
 fn count_allocations<R>(f: impl FnOnce() -> R) -> (R, usize, usize) {
-    ALLOCATIONS.with(|n| n.set(0));
-    DEALLOCATIONS.with(|n| n.set(0));
-    COUNTING.with(|c| c.set(true));
-    let r = f();
-    COUNTING.with(|c| c.set(false));
-    (
-        r,
-        ALLOCATIONS.with(Cell::get),
-        DEALLOCATIONS.with(Cell::get),
-    )
+    let (r, allocs) = alloc_support::count_allocations(f);
+    (r, allocs as usize, alloc_support::deallocations() as usize)
 }
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `System`'s
-// guarantees hold; the counting touches only const-initialized thread-locals.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(&ALLOCATIONS);
-        // SAFETY: same contract as the caller's (non-zero-size `layout`).
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(&ALLOCATIONS);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(&ALLOCATIONS);
-        // SAFETY: `ptr` was allocated by `System` (through this allocator) with `layout`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        note(&DEALLOCATIONS);
-        // SAFETY: `ptr` was allocated by `System` (through this allocator) with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
 
 /// A small, fast configuration: 1 ns .. 10 s, 3 digits, 1 ms intervals, `spares` spares.
 fn config(spares: usize) -> HistogramConfig {

@@ -2,55 +2,15 @@
 //! trades and heartbeat test requests — each answered through `poll_transmit`, with idle pings
 //! and timers on the way — makes zero heap allocations, counted by a global allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use spinwire_engine::md::MdRecord;
 use spinwire_engine::session::{Credentials, Session, SessionConfig, SessionState};
 
-/// Counts allocations made by threads that have switched counting on.
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_allocation() {
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards to the system allocator unchanged; counting has no effect on
-// the memory returned.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+mod alloc_support;
 
 #[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+static GLOBAL: alloc_support::CountingAlloc = alloc_support::CountingAlloc;
 
 const MS: u64 = 1_000_000;
 
@@ -97,7 +57,7 @@ fn a_live_session_allocates_nothing_per_message() {
     let test_request = r#"{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}"#;
     s.handle_text(now, snapshot, &mut sink);
 
-    COUNTING.with(|c| c.set(true));
+    alloc_support::start_counting();
     let mut sent = 0;
     for (i, change) in changes.iter().enumerate() {
         now += 10_000;
@@ -117,8 +77,7 @@ fn a_live_session_allocates_nothing_per_message() {
         }
         sent += drain(&mut s, now, &mut buf);
     }
-    COUNTING.with(|c| c.set(false));
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let allocations = alloc_support::stop_counting();
 
     assert_eq!(s.state(), SessionState::Live);
     assert_eq!(s.stats().gaps, 0);

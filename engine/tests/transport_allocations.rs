@@ -7,8 +7,6 @@
 
 mod transport_support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -18,54 +16,10 @@ use spinwire_engine::transport::{
 };
 use transport_support::*;
 
-/// Counts allocations made by threads that switched counting on.
-struct CountingAlloc;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note_allocation() {
-    // `try_with`: the allocator also runs during thread teardown, after TLS is gone.
-    let _ = COUNTING.try_with(|on| {
-        if on.get() {
-            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        }
-    });
-}
-
-// SAFETY: every method forwards its arguments unchanged to `System`, which upholds the
-// GlobalAlloc contract; the bookkeeping touches only const-initialised thread-local Cells,
-// which neither allocate nor re-enter the allocator.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: the caller's guarantees for `alloc` are passed on unchanged.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: `ptr` was allocated by `System` (through us) with `layout`, as the caller
-        // guarantees.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` (through us) with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+mod alloc_support;
 
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+static GLOBAL: alloc_support::CountingAlloc = alloc_support::CountingAlloc;
 
 const MESSAGE: usize = 64;
 const WARMUP: usize = 50;
@@ -120,14 +74,13 @@ fn count_ping_pong(addr: SocketAddr, security: Security<'_>) -> u64 {
     for i in 0..WARMUP {
         round_trip(&mut reactor, i);
     }
-    COUNTING.with(|c| c.set(true));
+    alloc_support::start_counting();
     let timer = Instant::now();
     for i in 0..ROUND_TRIPS as usize {
         round_trip(&mut reactor, i);
     }
     let elapsed = timer.elapsed();
-    COUNTING.with(|c| c.set(false));
-    let allocations = ALLOCATIONS.with(|n| n.get());
+    let allocations = alloc_support::stop_counting();
     println!(
         "{}: {ROUND_TRIPS} round trips of {MESSAGE} B, mean {:.1} us (loopback, blocking reactor)",
         if matches!(security, Security::Plain) {

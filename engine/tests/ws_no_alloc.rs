@@ -4,64 +4,18 @@
 //! A counting global allocator counts allocations made on this test's own thread while a
 //! thread-local flag is set, so the test harness's other threads do not disturb the count.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use spinwire_engine::ws::{Codec, Config, Message};
 
-struct CountingAlloc;
+mod alloc_support;
 
-thread_local! {
-    /// Whether allocations on this thread are counted. `const` init: using it never allocates.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    /// Allocations counted on this thread (per thread, so tests running in parallel do not mix).
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note_allocation() {
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-    }
-}
+#[global_allocator]
+static GLOBAL: alloc_support::CountingAlloc = alloc_support::CountingAlloc;
 
 /// Counts the allocations `f` makes on this thread.
 fn count_allocations<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    ALLOCATIONS.with(|n| n.set(0));
-    COUNTING.with(|c| c.set(true));
-    let r = f();
-    COUNTING.with(|c| c.set(false));
-    (r, ALLOCATIONS.with(Cell::get))
+    let (r, allocs) = alloc_support::count_allocations(f);
+    (r, allocs as usize)
 }
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `System`'s
-// guarantees hold; the counting touches only an atomic and a const-initialized thread-local.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as the caller's (non-zero-size `layout`).
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: `ptr` was allocated by `System` (through this allocator) with `layout`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` (through this allocator) with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
 
 fn raw_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
     let mut v = vec![b0];

@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use spinwire_engine::connection::{
-    ConnError, ConnectionConfig, Drive, Endpoint, EndpointError, Event, UrlError, WsConnection,
+    ConnError, ConnectionConfig, Drive, Endpoint, EndpointError, Event, WsConnection,
 };
 use spinwire_engine::reactor::{PollMode, Reactor};
-use spinwire_engine::transport::{TlsConfigError, TransportError};
+use spinwire_engine::transport::TransportError;
 use spinwire_engine::ws::Message;
 
 /// Options of `spinwire tap --raw`.
@@ -44,15 +44,9 @@ pub struct TapOptions {
 /// Why `tap` failed; the text is the one line printed.
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
-    /// The URL cannot be used.
-    #[error("bad URL: {0}")]
-    Url(#[from] UrlError),
-    /// The CA file or system roots could not be loaded.
-    #[error("TLS setup failed: {0}")]
-    TlsConfig(#[from] TlsConfigError),
-    /// The host name did not resolve.
-    #[error("{0}")]
-    Resolve(TransportError),
+    /// The URL, the CA file or the host name cannot be used (the text says which).
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
     /// Nothing listens at the address.
     #[error("connection refused: {0} (is the server running on that port?)")]
     Refused(TransportError),
@@ -73,16 +67,6 @@ pub enum TapError {
     /// The event loop itself failed.
     #[error("event loop: {0}")]
     Poll(std::io::Error),
-}
-
-impl From<EndpointError> for TapError {
-    fn from(e: EndpointError) -> Self {
-        match e {
-            EndpointError::Url(e) => TapError::Url(e),
-            EndpointError::Tls(e) => TapError::TlsConfig(e),
-            EndpointError::Resolve(e) => TapError::Resolve(e),
-        }
-    }
 }
 
 /// How many data messages a run printed.
@@ -219,7 +203,6 @@ fn classify(url: &str, e: ConnError, open: bool) -> TapError {
     match e {
         ConnError::Transport(t @ TransportError::Refused { .. }) => TapError::Refused(t),
         ConnError::Transport(t @ TransportError::Certificate { .. }) => TapError::Certificate(t),
-        ConnError::Transport(t @ TransportError::Resolve { .. }) => TapError::Resolve(t),
         e if !open => TapError::Handshake {
             url: url.to_owned(),
             source: e,

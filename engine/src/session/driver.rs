@@ -22,13 +22,12 @@ use mio::Token;
 use spinwire_ringbuf::{channel, Consumer, Producer};
 
 use crate::connection::{
-    ConnError, ConnectionConfig, Drive, Endpoint, EndpointError, Event, Phase, UrlError,
-    WsConnection,
+    ConnError, ConnectionConfig, Drive, Endpoint, EndpointError, Event, Phase, WsConnection,
 };
 use crate::latency::{Clock, ClockChoice, ClockError};
 use crate::md::MdRecord;
 use crate::reactor::{PollMode, Reactor};
-use crate::transport::{TlsConfigError, TransportError};
+use crate::transport::TransportError;
 use crate::ws::Message;
 
 use super::{
@@ -72,15 +71,9 @@ impl DriverConfig {
 /// Why a driver could not be built or its loop failed. Cold path.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
-    /// The URL cannot be used: fix it.
-    #[error("bad URL: {0}")]
-    Url(#[from] UrlError),
-    /// The CA file or system roots could not be loaded.
-    #[error("TLS setup failed: {0}")]
-    Tls(#[from] TlsConfigError),
-    /// The host did not resolve.
-    #[error("cannot resolve the venue's host: {0}")]
-    Resolve(TransportError),
+    /// The URL, the CA file or the host name cannot be used (the text says which).
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
     /// The clock could not be set up.
     #[error("clock: {0}")]
     Clock(#[from] ClockError),
@@ -90,16 +83,6 @@ pub enum DriverError {
     /// The event loop failed (epoll).
     #[error("event loop: {0}")]
     Poll(std::io::Error),
-}
-
-impl From<EndpointError> for DriverError {
-    fn from(e: EndpointError) -> Self {
-        match e {
-            EndpointError::Url(e) => DriverError::Url(e),
-            EndpointError::Tls(e) => DriverError::Tls(e),
-            EndpointError::Resolve(e) => DriverError::Resolve(e),
-        }
-    }
 }
 
 /// Counters of the driver.
