@@ -12,6 +12,7 @@
 //! - [`md`]: fixed-size decoded market-data records (`Copy`, no heap).
 //! - [`venue`]: venue protocol codecs (Deribit JSON-RPC v2).
 //! - [`latency`]: the clock and per-stage HDR latency recorders.
+//! - [`orders`]: order requests and events, client order ids, the journal, reconciliation.
 //! - [`session`]: the sans-IO Deribit session state machine (lifecycle, timers, reconnect, books).
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -20,6 +21,7 @@
 pub mod connection;
 pub mod latency;
 pub mod md;
+pub mod orders;
 pub mod reactor;
 pub mod session;
 pub mod sys;
