@@ -1,10 +1,15 @@
 //! What latency measurement costs the engine thread.
 //!
-//! - `latency/record`: one [`Recorder::record`] into a stage histogram (1 ns .. 60 s, 3 digits),
+//! - `latency/record`: one [`Recorder::record`] into a stage's counters (HdrHistogram layout,
+//!   1 ns .. 60 s, 3 digits),
 //!   values cycling through 4096 pseudo-random latencies of a busy stage (200 ns .. 5 µs; target:
 //!   at most 10 ns per value).
 //! - `latency/record_wide`: the same with latencies spread from 30 ns to 2 ms over thousands of
 //!   histogram slots, so most records miss the L1 cache (a worst case).
+//! - `latency/hdr_record`, `latency/hdr_record_wide`: the baseline, `hdrhistogram::Histogram::
+//!   record` with the same bounds and values (what the recorder's counters replace).
+//!
+//! The record benchmarks record 4096 values per iteration and report the time per value.
 //! - `latency/record_between`: `record_between(start, end)` with the busy-stage values.
 //! - `latency/clock/tsc`: one `Clock::now_ns()` on the calibrated TSC (skipped, with a note, where
 //!   the TSC is not usable).
@@ -81,9 +86,14 @@ fn check_recorder(vals: &[u64]) {
     for &v in vals {
         rec.record(Stage::SocketToFrame, v);
     }
-    let h = rec.current().histogram(Stage::SocketToFrame);
-    assert_eq!(h.len(), vals.len() as u64);
+    assert_eq!(rec.current().count(Stage::SocketToFrame), vals.len() as u64);
     assert_eq!(rec.current().out_of_range(Stage::SocketToFrame).total(), 0);
+    let converted = rec
+        .current()
+        .to_histograms(&HistogramConfig::default())
+        .expect("same configuration");
+    let h = converted.histogram(Stage::SocketToFrame);
+    assert_eq!(h.len(), vals.len() as u64);
     let max = *vals.iter().max().unwrap();
     assert!(h.equivalent(h.max(), max));
 }
@@ -105,28 +115,43 @@ fn bench_record(c: &mut Criterion) {
     check_recorder(&narrow);
     let mut g = c.benchmark_group("latency");
 
+    // Each iteration records all VALUES values (criterion's per-iteration overhead is then
+    // negligible); the reported time is per value (Throughput::Elements).
+    g.throughput(criterion::Throughput::Elements(VALUES as u64));
     for (name, vals) in [("record", &narrow), ("record_wide", &vals)] {
         let (_c, mut rec) = recorder();
-        let mut i = 0usize;
         g.bench_function(name, |b| {
             b.iter(|| {
-                let v = vals[i & (VALUES - 1)];
-                i = i.wrapping_add(1);
-                rec.record(Stage::SocketToFrame, black_box(v));
+                for &v in black_box(vals.as_slice()) {
+                    rec.record(Stage::SocketToFrame, v);
+                }
             })
         });
         black_box(rec.current().total_count());
     }
 
+    // Baseline: the crate the hot counters replace, `hdrhistogram::Histogram::record`, with
+    // the same bounds and values.
+    for (name, vals) in [("hdr_record", &narrow), ("hdr_record_wide", &vals)] {
+        let mut hdr = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+            .expect("bounds");
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                for &v in black_box(vals.as_slice()) {
+                    let _ = hdr.record(v);
+                }
+            })
+        });
+        black_box(hdr.len());
+    }
+
     let (_c2, mut rec) = recorder();
-    let mut i = 0usize;
-    let mut t = 1_000_000u64;
+    let starts: Vec<u64> = (0..VALUES as u64).map(|i| 1_000_000 + 100 * i).collect();
     g.bench_function("record_between", |b| {
         b.iter(|| {
-            let v = narrow[i & (VALUES - 1)];
-            i = i.wrapping_add(1);
-            t += 100;
-            rec.record_between(Stage::RingToStrategy, black_box(t), black_box(t + v));
+            for (&t, &v) in black_box(starts.as_slice()).iter().zip(narrow.iter()) {
+                rec.record_between(Stage::RingToStrategy, t, t + v);
+            }
         })
     });
     black_box(rec.current().total_count());

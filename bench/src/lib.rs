@@ -7,13 +7,17 @@
 //! | `deribit_decode` | Deribit book-change decode vs serde_json derive |
 //! | `latency` | the cost of recording one latency value, and of reading the clock |
 //! | `session` | reconnect-to-Live vs the sum of the bare handshakes |
+//! | `e2e` | wire-to-strategy, end to end over loopback: spinwire vs tokio-tungstenite + serde_json vs a bare mio floor ([`e2e`]) |
 //!
 //! Run one with `cargo bench -p spinwire-bench --bench NAME`; `cargo test -p spinwire-bench
 //! --benches` runs each once as a test (what CI does). `examples/ring_oneway_p50.rs` is the
-//! HDR percentile run of the ring's one-way latency.
+//! HDR percentile run of the ring's one-way latency; `examples/e2e_hdr.rs` the HDR run of the
+//! end-to-end benchmark.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod e2e;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

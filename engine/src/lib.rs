@@ -13,17 +13,24 @@
 //! - [`venue`]: venue protocol codecs (Deribit JSON-RPC v2).
 //! - [`latency`]: the clock and per-stage HDR latency recorders.
 //! - [`orders`]: order requests and events, client order ids, the journal, reconciliation.
+//! - [`logger`]: the logger thread: session events and alerts, formatted off the engine thread.
 //! - [`session`]: the sans-IO Deribit session state machine (lifecycle, timers, reconnect, books).
+//! - [`handoff`]: the strategy-facing API: `Engine::builder()…spawn()` runs the sessions on one
+//!   engine thread and hands back each strategy's ring ends and a clean-shutdown handle.
+//! - [`strategy`]: the example quoting strategy (top of book, quotes around mid, cancel/replace).
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod connection;
+pub mod handoff;
 pub mod latency;
+pub mod logger;
 pub mod md;
 pub mod orders;
 pub mod reactor;
 pub mod session;
+pub mod strategy;
 pub mod sys;
 pub mod transport;
 pub mod venue;

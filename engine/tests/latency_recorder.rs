@@ -268,3 +268,60 @@ fn the_allocation_counter_sees_allocations_on_this_thread() {
     assert_eq!(v, 16);
     assert_eq!((allocs, deallocs), (1, 1));
 }
+
+/// The recorder's flat counters use HdrHistogram's bucket layout: after the collector converts
+/// them, every value's count sits in exactly the HdrHistogram slot the value itself would have
+/// gone to, for several precisions and ranges, at every bucket boundary and in between.
+#[test]
+fn hot_counters_land_in_the_same_hdr_slot_as_the_value_itself() {
+    use spinwire_engine::latency::HotHistograms;
+    for (highest_ns, digits) in [
+        (60_000_000_000u64, 3u8),
+        (10_000_000, 2),
+        (1 << 40, 4),
+        (1000, 1),
+    ] {
+        let cfg = HistogramConfig {
+            highest_ns,
+            significant_digits: digits,
+            interval_ns: 1_000_000,
+            spares: 1,
+        };
+        let mut values = vec![0u64, 1, 2, 3, highest_ns];
+        let mut p = 1u64;
+        while p < highest_ns {
+            values.extend([p - 1, p, p + 1, p + p / 3]);
+            p <<= 1;
+        }
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..5_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(x % (highest_ns + 1));
+        }
+        let mut hot = HotHistograms::new(&cfg).unwrap();
+        let mut reference = StageHistograms::new(&cfg).unwrap();
+        for &v in &values {
+            hot.record(Stage::OrderRoundTrip, v);
+            reference.record(Stage::OrderRoundTrip, v);
+        }
+        assert_eq!(hot.count(Stage::OrderRoundTrip), values.len() as u64);
+        let converted = hot.to_histograms(&cfg).unwrap();
+        let (a, b) = (
+            converted.histogram(Stage::OrderRoundTrip),
+            reference.histogram(Stage::OrderRoundTrip),
+        );
+        assert_eq!(a.len(), b.len(), "{highest_ns} {digits}");
+        for v in b.iter_recorded() {
+            assert_eq!(
+                a.count_at(v.value_iterated_to()),
+                v.count_at_value(),
+                "highest {highest_ns}, {digits} digits: slot of {}",
+                v.value_iterated_to()
+            );
+        }
+        assert_eq!(a.max(), b.max());
+        assert_eq!(a.min(), b.min());
+    }
+}

@@ -529,6 +529,35 @@ fn invalid_credentials_fail_the_session_for_good() {
 }
 
 #[test]
+fn a_rejected_certificate_fails_the_session_instead_of_retrying() {
+    let mut p = Pair::new(config());
+    p.s.connect(p.now).unwrap();
+    p.drain();
+    p.clear();
+    p.s.handle_disconnected(p.now, DisconnectCause::Certificate);
+    p.drain();
+    assert_eq!(p.s.state(), SessionState::Failed);
+    assert!(p.events.contains(&EventKind::Disconnected {
+        cause: DisconnectCause::Certificate
+    }));
+    assert!(p.events.contains(&EventKind::Fatal {
+        reason: FatalReason::Certificate,
+        code: 0
+    }));
+    assert!(!p
+        .events
+        .iter()
+        .any(|e| matches!(e, EventKind::Reconnecting { .. })));
+    assert_eq!(p.s.poll_timeout(), None);
+    // A transport error of any other kind is retried.
+    let mut q = Pair::new(config());
+    q.s.connect(q.now).unwrap();
+    q.drain();
+    q.s.handle_disconnected(q.now, DisconnectCause::Transport);
+    assert_eq!(q.s.state(), SessionState::Backoff);
+}
+
+#[test]
 fn a_configured_ban_code_is_fatal_too() {
     let mut cfg = config();
     cfg.fatal_codes[1] = 13028;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: what README.md calls the test command and what .ci/run runs.
 # Installs its own prerequisites (tools/ci/setup.sh), then runs formatting and lint checks,
-# every crate's tests, the loom models, the Miri run (where Miri is installed), the Autobahn
-# conformance run, and each benchmark once in test mode.
+# every crate's tests (the order-fault stress test in its short form), the loom models, the Miri
+# run (where Miri is installed), the Autobahn conformance run, each benchmark once in test mode,
+# and a short `spinwire demo` whose summary and report are checked.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -33,5 +34,8 @@ bash tools/ci/miri.sh
 
 step "Autobahn|Testsuite conformance (301 client cases)"
 bash tools/ci/autobahn.sh
+
+step "a short demo: summary JSON and report files checked"
+bash tools/ci/demo-check.sh 3
 
 step "all passed"

@@ -2,6 +2,7 @@
 //! usable in-process by tests and the demo.
 #![deny(missing_docs)]
 
+pub mod demo;
 pub mod report;
 pub mod sim;
 pub mod tap;

@@ -8,13 +8,16 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use spinwire_tools::sim::{faults, RateLimit, SimConfig, Simulator, TlsSetup};
 
+mod orders_cli;
+
 #[derive(Parser)]
 #[command(
     name = "spinwire",
     version,
     about = "spinwire: low-latency WebSocket session engine tools",
-    after_help = "Run without a command, spinwire prints this help. Start with `spinwire sim` (a \
-                  Deribit venue on loopback) and `spinwire tap` (watch it through the engine)."
+    after_help = "Run without a command, spinwire runs `spinwire demo` (10 s against an \
+                  in-process simulator). Also: `spinwire sim` (a Deribit venue on loopback) and \
+                  `spinwire tap` (watch it through the engine)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -25,6 +28,10 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole system for a few seconds: in-process simulator over TLS, the engine and
+    /// the example quoting strategy, with faults, a live progress line, a summary and a
+    /// latency report (the default command).
+    Demo(DemoArgs),
     /// Run a venue simulator (Deribit JSON-RPC v2 over ws/wss on /ws/api/v2).
     #[command(after_long_help = FAULTS_HELP)]
     Sim(SimArgs),
@@ -35,6 +42,46 @@ enum Command {
     /// line per message on stdout (text as is, binary as base64), connection events on stderr.
     /// With --venue deribit: run a full venue session and print decoded market data as JSON.
     Tap(TapArgs),
+    /// Run an engine session that places limit orders (some cancelled or edited), print each
+    /// order event as a JSON line and a summary line; exit 0 once every order is final. With
+    /// --journal, a restart after a crash reconciles the earlier run's orders first.
+    /// Credentials: SPINWIRE_CLIENT_ID / SPINWIRE_CLIENT_SECRET.
+    Orders(orders_cli::OrdersArgs),
+}
+
+#[derive(Args, Default)]
+struct DemoArgs {
+    /// How long to run, seconds.
+    #[arg(long, value_name = "N", default_value_t = 10.0, value_parser = parse_seconds)]
+    seconds: f64,
+    /// Do not inject faults.
+    #[arg(long)]
+    no_faults: bool,
+    /// Write the summary as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
+    /// Write the report into DIR (default: latency-reports/out/demo-<date>-<time>/).
+    #[arg(long, value_name = "DIR")]
+    report_dir: Option<PathBuf>,
+    /// Market-data events per second of the simulator.
+    #[arg(long, value_name = "N", default_value_t = 5000)]
+    rate: u64,
+    /// Run against an external venue instead of the simulator (credentials from
+    /// SPINWIRE_CLIENT_ID / SPINWIRE_CLIENT_SECRET; public data without them).
+    #[arg(long, value_name = "URL", requires = "venue")]
+    url: Option<String>,
+    /// The external venue's protocol (with --url).
+    #[arg(long, value_enum, requires = "url")]
+    venue: Option<Venue>,
+    /// PEM file with the CA to trust for --url (default: system roots).
+    #[arg(long, value_name = "PATH", requires = "url")]
+    ca_file: Option<PathBuf>,
+    /// With --url and credentials: also send post-only quotes (use a test account).
+    #[arg(long, requires = "url")]
+    quote: bool,
+    /// No live progress line.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -103,8 +150,9 @@ const FAULTS_HELP: &str = "\
 FAULT SPEC (--faults):
   SPEC  := RULE (';' RULE)*
   RULE  := FAULT ['(' KEY=VALUE,... ')'] ['@' COND,...]
-  COND  := after=N | at=DUR | every=DUR | p=X | times=N | conn=N|all
-           after: once N messages were sent on the connection; at: DUR after start;
+  COND  := after=N | orders=N | at=DUR | every=DUR | p=X | times=N | conn=N|all
+           after: once N messages were sent on the connection; orders: once N order
+           requests (buy/sell/edit/cancel) were received; at: DUR after start;
            every: repeatedly; p: probability per check (>= once per ms);
            times: max firings per connection (default 1, unlimited with every/p);
            conn: only the N-th accepted connection (1-based) or all (default)
@@ -112,11 +160,14 @@ FAULT SPEC (--faults):
   FAULT := rst                      TCP reset
          | fin                      orderly close without a WebSocket close frame
          | halfopen                 stop reading and writing, keep the socket open
+         | stall(for=DUR)           stop reading and writing for DUR, then carry on
          | delay(d=DUR,jitter=DUR,for=DUR)  hold output back
          | burst(x=F,for=DUR)       multiply the market-data rate
          | gap                      skip one book change (prev_change_id gap)
          | ignore_test              swallow the next public/test (heartbeat then fails)
          | withhold(exec=0|1)       next order: execute or not, never answer, reset
+         | withhold_cancel(exec=0|1)  the same for the next cancel
+         | withhold_edit(exec=0|1)  the same for the next edit
          | fillgap                  on close, fill the account's resting orders
          | reject_auth              next public/auth gets 13004
          | expire                   the connection's tokens expire now
@@ -191,15 +242,19 @@ fn parse_dur(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(command) = cli.command else {
-        // The main job until the demo exists: say what there is, and succeed.
-        use clap::CommandFactory;
-        let _ = Cli::command().print_help();
-        return ExitCode::SUCCESS;
-    };
+    // `cargo run --release` runs the demo.
+    let command = cli.command.unwrap_or_else(|| {
+        Command::Demo(DemoArgs {
+            seconds: 10.0,
+            rate: 5000,
+            ..DemoArgs::default()
+        })
+    });
     match command {
+        Command::Demo(args) => run_demo(args),
         Command::Report(args) => spinwire_tools::report::main(&args),
         Command::Tap(args) => run_tap(args),
+        Command::Orders(args) => orders_cli::main(&args),
         Command::Sim(args) => match run_sim(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -207,6 +262,46 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn run_demo(a: DemoArgs) -> ExitCode {
+    let opts = spinwire_tools::demo::DemoOptions {
+        seconds: a.seconds,
+        faults: !a.no_faults,
+        summary_json: a.summary_json,
+        report_dir: a.report_dir,
+        rate: a.rate,
+        url: a.url,
+        ca_file: a.ca_file,
+        quote: a.quote,
+        progress: !a.quiet,
+        interrupt: None,
+    };
+    // Ctrl-C / SIGTERM end the run early, with its summary and report (and the simulator's
+    // private CA directory removed). Blocked before any thread starts, taken by one thread.
+    let mut opts = opts;
+    if let Ok(set) = block_stop_signals() {
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let raise = flag.clone();
+        let spawned = std::thread::Builder::new()
+            .name("spinwire-signals".into())
+            .spawn(move || {
+                if wait_for(&set).is_ok() {
+                    raise.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        if spawned.is_ok() {
+            opts.interrupt = Some(flag);
+        }
+    }
+    let r = spinwire_tools::demo::run(&opts, &mut std::io::stdout(), &mut std::io::stderr());
+    match r {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spinwire demo: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -229,3 +229,29 @@ fn no_secret_or_token_appears_in_any_output_at_the_most_verbose_level() {
     ));
     sim.shutdown();
 }
+
+#[test]
+fn an_untrusted_certificate_ends_the_tap_non_zero_instead_of_retrying() {
+    let dir = std::env::temp_dir().join(format!("spinwire-tap-badcert-{}", std::process::id()));
+    let sim = sim(|c| c.tls = Some(TlsSetup::SelfSigned(dir.clone())));
+    // No --ca-file: the simulator's self-signed CA is not trusted. Were the certificate
+    // retried like a dropped connection, the tap would run its 30 s and exit 0.
+    let out = Command::new(env!("CARGO_BIN_EXE_spinwire"))
+        .args(["tap", "--venue", "deribit", "--url", &sim.url()])
+        .args(["--subscribe", "book.BTC-PERPETUAL.raw", "--seconds", "30"])
+        .env("SPINWIRE_CLIENT_ID", ID)
+        .env("SPINWIRE_CLIENT_SECRET", SECRET)
+        .output()
+        .expect("run spinwire");
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let log = stderr(&out);
+    let last = log.lines().last().unwrap_or("");
+    assert!(last.starts_with("spinwire tap:"), "{log}");
+    assert!(
+        last.contains("certificate") && last.contains("UnknownIssuer"),
+        "{last}"
+    );
+    assert!(events(&out).iter().any(|x| x == "fatal"), "{log}");
+    sim.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,14 +6,16 @@
 //!   reading to `CLOCK_REALTIME`, the clock a venue's send times (the simulator's `sw_send_ns`)
 //!   are in, for wire-to-strategy latency. Read it once per loop turn where possible.
 //! - [`Stage`]: the fixed set of measured stages.
-//! - [`Recorder`]: one HDR histogram per stage (1 ns .. 60 s, 3 significant digits by default),
-//!   owned by one hot thread. [`Recorder::record`] never allocates, never blocks, never panics:
-//!   values above the range are recorded as the highest value and counted, negative intervals as
-//!   0 and counted ([`OutOfRange`]).
+//! - [`Recorder`]: one histogram per stage (1 ns .. 60 s, 3 significant digits by default),
+//!   owned by one hot thread. It records into [`HotHistograms`]: flat counters in
+//!   HdrHistogram's bucket layout, so a value costs one index computation and one increment.
+//!   [`Recorder::record`] never allocates, never blocks, never panics: values above the range are
+//!   recorded as the highest value and counted, negative intervals as 0 and counted
+//!   ([`OutOfRange`]).
 //! - [`Collector`]: owned by a reporting thread. Each interval ([`HistogramConfig::interval_ns`])
 //!   the recorder swaps in a cleared spare set and hands the full one over an SPSC ring
-//!   ([`Recorder::maybe_rotate`]); the collector logs it, adds it to the totals and sends it back
-//!   cleared. The hot thread never resets, merges, formats or writes a file.
+//!   ([`Recorder::maybe_rotate`]); the collector turns it into real HdrHistograms
+//!   ([`StageHistograms`]), logs it, adds it to the totals and sends it back cleared. The hot thread never resets, merges, formats or writes a file.
 //!
 //! # Example
 //!
@@ -53,7 +55,7 @@ pub use clock::{
     WallMapper, DEFAULT_CALIBRATION,
 };
 pub use recorder::{
-    Collector, HistogramConfig, LatencyError, OutOfRange, Recorder, Rotation, SourceId,
-    StageHistograms,
+    Collector, HistogramConfig, HotHistograms, LatencyError, OutOfRange, Recorder, Rotation,
+    SourceId, StageHistograms,
 };
 pub use stage::Stage;

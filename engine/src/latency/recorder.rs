@@ -236,6 +236,233 @@ impl StageHistograms {
     }
 }
 
+/// The hot-thread side of a set of stage histograms: flat `u64` counters in HdrHistogram's
+/// bucket layout (same equivalence classes as a [`Histogram`] of the same range and precision),
+/// with nothing else on the recording path: one index computation and one increment.
+///
+/// Full sets travel to the [`Collector`], which turns them into [`StageHistograms`] (real
+/// HdrHistograms) off the hot thread. Read its counts with [`HotHistograms::count`], or
+/// convert it with [`HotHistograms::to_histograms`] (allocates; for tests and tools).
+#[derive(Clone, Debug)]
+pub struct HotHistograms {
+    /// `Stage::COUNT * slots` counters, stage-major. Invariant: `counts.len() == Stage::COUNT *
+    /// layout.slots` (allocated once, never resized).
+    counts: Box<[u64]>,
+    /// Indexed by [`Stage::index`].
+    out_of_range: [OutOfRange; Stage::COUNT],
+    layout: Layout,
+    start_ns: u64,
+    end_ns: u64,
+    skipped_rotations: u64,
+}
+
+/// HdrHistogram's bucket layout for values `0..=highest` at a precision, with a lowest
+/// discernible value of 1 (unit magnitude 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Layout {
+    /// `log2(sub_bucket_count / 2)`.
+    half_mag: u32,
+    /// `sub_bucket_count - 1`.
+    sub_mask: u64,
+    /// Counters per stage.
+    slots: usize,
+    /// Highest value recorded as-is (values above are clamped to it).
+    highest: u64,
+}
+
+impl Layout {
+    fn new(highest: u64, significant_digits: u8) -> Layout {
+        // As HdrHistogram: the smallest power of two >= 2 * 10^digits sub-buckets.
+        let largest_single_unit = 2 * 10u64.pow(u32::from(significant_digits));
+        let sub_count_mag = 64 - (largest_single_unit - 1).leading_zeros();
+        let half_mag = sub_count_mag.max(1) - 1;
+        let sub_count = 1u64 << (half_mag + 1);
+        let mut smallest_untrackable = sub_count;
+        let mut buckets = 1usize;
+        while smallest_untrackable <= highest {
+            if smallest_untrackable > u64::MAX / 2 {
+                buckets += 1;
+                break;
+            }
+            smallest_untrackable <<= 1;
+            buckets += 1;
+        }
+        Layout {
+            half_mag,
+            sub_mask: sub_count - 1,
+            slots: (buckets + 1) << half_mag,
+            highest,
+        }
+    }
+
+    /// The counter index of `v` (`v <= highest`).
+    #[inline(always)]
+    fn index(&self, v: u64) -> usize {
+        let pow2ceiling = 64 - (v | self.sub_mask).leading_zeros();
+        let bucket = pow2ceiling - (self.half_mag + 1);
+        let sub = (v >> bucket) as usize;
+        ((bucket as usize + 1) << self.half_mag) + sub - (1usize << self.half_mag)
+    }
+
+    /// The lowest value whose counter is `index`.
+    fn value_at(&self, index: usize) -> u64 {
+        let half = 1usize << self.half_mag;
+        let mut bucket = (index >> self.half_mag) as i64 - 1;
+        let mut sub = (index & (half - 1)) + half;
+        if bucket < 0 {
+            sub -= half;
+            bucket = 0;
+        }
+        (sub as u64) << bucket
+    }
+}
+
+impl HotHistograms {
+    /// Zeroed counters for every stage, covering 0 ..= `config.highest_ns`.
+    ///
+    /// # Errors
+    ///
+    /// [`LatencyError::Config`] when the bounds or precision are invalid.
+    pub fn new(config: &HistogramConfig) -> Result<HotHistograms, LatencyError> {
+        // The reference layout: validates the configuration and gives the clamp value.
+        let reference = StageHistograms::new(config)?;
+        let layout = Layout::new(reference.highest, config.significant_digits);
+        if layout.index(layout.highest) >= layout.slots {
+            return Err(LatencyError::Config(format!(
+                "highest_ns {} does not fit the histogram layout",
+                config.highest_ns
+            )));
+        }
+        Ok(HotHistograms {
+            counts: vec![0; Stage::COUNT * layout.slots].into_boxed_slice(),
+            out_of_range: [OutOfRange::default(); Stage::COUNT],
+            layout,
+            start_ns: 0,
+            end_ns: 0,
+            skipped_rotations: 0,
+        })
+    }
+
+    /// Records `value_ns` for `stage`; values above the highest are recorded as the highest and
+    /// counted in [`OutOfRange::above`]. Never allocates, never panics.
+    #[inline(always)]
+    pub fn record(&mut self, stage: Stage, value_ns: u64) {
+        let s = stage.index();
+        let v = if value_ns > self.layout.highest {
+            self.out_of_range[s].above += 1;
+            self.layout.highest
+        } else {
+            value_ns
+        };
+        let i = s * self.layout.slots + self.layout.index(v);
+        // `get_mut`: in bounds by the layout's construction (checked in `new` for the highest
+        // value, the largest index); a miss would be counted, never a panic.
+        match self.counts.get_mut(i) {
+            Some(c) => *c += 1,
+            None => self.out_of_range[s].above += 1,
+        }
+    }
+
+    /// Records `end_ns - start_ns`; a negative interval is recorded as 0 and counted in
+    /// [`OutOfRange::negative`].
+    #[inline(always)]
+    pub fn record_between(&mut self, stage: Stage, start_ns: u64, end_ns: u64) {
+        match end_ns.checked_sub(start_ns) {
+            Some(d) => self.record(stage, d),
+            None => {
+                self.out_of_range[stage.index()].negative += 1;
+                self.record(stage, 0);
+            }
+        }
+    }
+
+    /// Values recorded for `stage` in this interval (sums its counters: not for the hot
+    /// thread).
+    pub fn count(&self, stage: Stage) -> u64 {
+        self.stage_counts(stage.index()).iter().sum()
+    }
+
+    /// Values recorded over all stages (sums every counter: not for the hot thread).
+    pub fn total_count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    fn stage_counts(&self, s: usize) -> &[u64] {
+        &self.counts[s * self.layout.slots..(s + 1) * self.layout.slots]
+    }
+
+    /// What `stage` could not record as it was.
+    pub fn out_of_range(&self, stage: Stage) -> OutOfRange {
+        self.out_of_range[stage.index()]
+    }
+
+    /// Clock time (ns) at which this interval started.
+    pub fn start_ns(&self) -> u64 {
+        self.start_ns
+    }
+
+    /// Clock time (ns) at which this interval ended (equal to the start while it is open).
+    pub fn end_ns(&self) -> u64 {
+        self.end_ns
+    }
+
+    /// Rotations skipped during this interval for want of a spare set.
+    pub fn skipped_rotations(&self) -> u64 {
+        self.skipped_rotations
+    }
+
+    /// These counts as HdrHistograms (allocates: for tests and tools, not the hot thread).
+    ///
+    /// # Errors
+    ///
+    /// [`LatencyError::Config`] when `config` is not the one this set was made with.
+    pub fn to_histograms(&self, config: &HistogramConfig) -> Result<StageHistograms, LatencyError> {
+        let mut out = StageHistograms::new(config)?;
+        self.add_to(&mut out)?;
+        Ok(out)
+    }
+
+    /// Adds these counts, out-of-range counts and skipped rotations to `out` (a set of the same
+    /// configuration) and widens its interval to cover this one's. Allocates nothing.
+    fn add_to(&self, out: &mut StageHistograms) -> Result<(), LatencyError> {
+        if out.highest != self.layout.highest {
+            return Err(LatencyError::Config(
+                "cannot add histograms made with different configurations".into(),
+            ));
+        }
+        let was_empty = out.total_count() == 0 && out.start_ns == out.end_ns;
+        for (s, stage_counts) in self.counts.chunks_exact(self.layout.slots).enumerate() {
+            for (i, &c) in stage_counts.iter().enumerate() {
+                if c != 0 {
+                    // Same layout, so the value lands in the same equivalence class.
+                    let _ = out.hists[s].record_n(self.layout.value_at(i), c);
+                }
+            }
+            out.out_of_range[s].above += self.out_of_range[s].above;
+            out.out_of_range[s].negative += self.out_of_range[s].negative;
+        }
+        out.skipped_rotations += self.skipped_rotations;
+        if was_empty {
+            out.start_ns = self.start_ns;
+            out.end_ns = self.end_ns;
+        } else {
+            out.start_ns = out.start_ns.min(self.start_ns);
+            out.end_ns = out.end_ns.max(self.end_ns);
+        }
+        Ok(())
+    }
+
+    /// Clears the counts and starts a new interval at `start_ns` (off the hot thread: it writes
+    /// every counter).
+    fn reset(&mut self, start_ns: u64) {
+        self.counts.fill(0);
+        self.out_of_range = [OutOfRange::default(); Stage::COUNT];
+        self.start_ns = start_ns;
+        self.end_ns = start_ns;
+        self.skipped_rotations = 0;
+    }
+}
+
 /// What [`Recorder::rotate`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rotation {
@@ -243,7 +470,7 @@ pub enum Rotation {
     HandedOver,
     /// No spare set was free (the collector is behind): recording goes on into the same
     /// interval, which will be handed over at a later rotation. Counted in
-    /// [`StageHistograms::skipped_rotations`].
+    /// [`HotHistograms::skipped_rotations`].
     Skipped,
 }
 
@@ -258,25 +485,25 @@ pub enum Rotation {
 #[derive(Debug)]
 pub struct Recorder {
     /// The interval being recorded into.
-    current: Box<StageHistograms>,
+    current: Box<HotHistograms>,
     /// Full intervals, to the collector. Its capacity is at least the number of sets in
     /// circulation (current + spares), so a push after popping a spare always has room.
-    full: Producer<Box<StageHistograms>>,
+    full: Producer<Box<HotHistograms>>,
     /// Cleared sets, back from the collector.
-    spares: Consumer<Box<StageHistograms>>,
+    spares: Consumer<Box<HotHistograms>>,
     /// Length of an interval in clock ns.
     interval_ns: u64,
 }
 
 impl Recorder {
-    /// Records `value_ns` for `stage` in the current interval; see [`StageHistograms::record`].
-    #[inline]
+    /// Records `value_ns` for `stage` in the current interval; see [`HotHistograms::record`].
+    #[inline(always)]
     pub fn record(&mut self, stage: Stage, value_ns: u64) {
         self.current.record(stage, value_ns);
     }
 
-    /// Records `end_ns - start_ns` for `stage`; see [`StageHistograms::record_between`].
-    #[inline]
+    /// Records `end_ns - start_ns` for `stage`; see [`HotHistograms::record_between`].
+    #[inline(always)]
     pub fn record_between(&mut self, stage: Stage, start_ns: u64, end_ns: u64) {
         self.current.record_between(stage, start_ns, end_ns);
     }
@@ -323,7 +550,7 @@ impl Recorder {
     }
 
     /// The interval being recorded into.
-    pub fn current(&self) -> &StageHistograms {
+    pub fn current(&self) -> &HotHistograms {
         &self.current
     }
 
@@ -343,9 +570,9 @@ impl Recorder {
 #[derive(Debug)]
 struct Source {
     /// Full intervals from the recorder.
-    full: Consumer<Box<StageHistograms>>,
+    full: Consumer<Box<HotHistograms>>,
     /// Cleared sets back to the recorder.
-    spares: Producer<Box<StageHistograms>>,
+    spares: Producer<Box<HotHistograms>>,
 }
 
 /// The collecting end, owned by a reporting thread: takes full intervals off every
@@ -359,6 +586,8 @@ pub struct Collector {
     sources: Vec<Source>,
     /// Everything collected so far.
     totals: Box<StageHistograms>,
+    /// The interval being handed to `poll`'s callback, converted from a recorder's set.
+    scratch: Box<StageHistograms>,
 }
 
 /// Which recorder an interval came from: the order in which [`Collector::recorder`] made it,
@@ -379,10 +608,12 @@ impl Collector {
             return Err(LatencyError::Config("spares must be at least 1".into()));
         }
         let totals = Box::new(StageHistograms::new(&config)?);
+        let scratch = Box::new(StageHistograms::new(&config)?);
         Ok(Collector {
             config,
             sources: Vec::new(),
             totals,
+            scratch,
         })
     }
 
@@ -404,12 +635,12 @@ impl Collector {
         let (mut spare_tx, spare_rx) =
             spinwire_ringbuf::try_channel(sets).map_err(|e| LatencyError::Config(e.to_string()))?;
         for _ in 0..self.config.spares {
-            let set = Box::new(StageHistograms::new(&self.config)?);
+            let set = Box::new(HotHistograms::new(&self.config)?);
             if spare_tx.push(set).is_err() {
                 unreachable!("the spare ring holds every set");
             }
         }
-        let mut current = Box::new(StageHistograms::new(&self.config)?);
+        let mut current = Box::new(HotHistograms::new(&self.config)?);
         current.reset(start_ns);
         self.sources.push(Source {
             full: full_rx,
@@ -430,9 +661,11 @@ impl Collector {
         let mut n = 0;
         for (id, src) in self.sources.iter_mut().enumerate() {
             while let Some(mut set) = src.full.pop() {
-                on_interval(id, &set);
-                // Same configuration by construction, so this cannot fail.
-                let _ = self.totals.add(&set);
+                self.scratch.reset(set.start_ns);
+                // Same configuration by construction, so these cannot fail.
+                let _ = set.add_to(&mut self.scratch);
+                on_interval(id, &self.scratch);
+                let _ = self.totals.add(&self.scratch);
                 let end = set.end_ns;
                 set.reset(end);
                 // The spare ring holds every set in circulation; if the recorder is gone the

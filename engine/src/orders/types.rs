@@ -221,6 +221,15 @@ pub enum OrderEventKind {
     /// An order in [`OrderEventKind::Unknown`] was found never received and was sent again
     /// (same label).
     Resent,
+    /// The venue refused a cancel or an edit of a live order (the order itself stands).
+    ChangeRejected {
+        /// A cancel (else an edit).
+        cancel: bool,
+        /// The venue's error code.
+        code: i64,
+        /// The venue's reason text.
+        reason: ReasonText,
+    },
 }
 
 /// An order event: when, which order, what.

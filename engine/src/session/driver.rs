@@ -9,9 +9,25 @@
 //! ([`DriverStats`]); the loop never waits for a consumer. Records dropped that way make the
 //! instrument's books stale and resynced ([`Session::resync_instrument`]).
 //!
+//! Orders: each turn the driver pops at most [`DriverConfig::order_batch`] requests from the
+//! OrderRequest ring into [`Session::handle_order`] (before sending, so a request popped is
+//! written on the same turn when the session is `Live` and within its rate limit), and moves
+//! [`OrderEvent`]s onto the OrderEvent ring. Order events are never dropped: when that ring is
+//! full they wait in a preallocated overflow queue ([`DriverConfig::order_overflow`]; past it,
+//! the queue grows) and go first on the next turns; its high-water mark is
+//! [`OrderStats::overflow_high_water`].
+//!
+//! Latency: with a [`Recorder`] ([`Driver::set_recorder`]) the driver records the engine-side
+//! stages (socket → frame → record → ring, order popped → wire, order round trip, reconnect
+//! downtime) and rotates the recorder once per turn; with [`DriverConfig::push_stamps`] it
+//! stamps each market-data batch with its push time on a side ring, so the strategy can time
+//! ring pushed → popped ([`PushTimes`]). A rejected TLS certificate fails the session for good
+//! ([`DisconnectCause::Certificate`]) and [`Driver::run`] returns the details.
+//!
 //! [`Driver::spawn`] runs it on a thread of its own and hands back the ring ends; raising the
 //! stop flag makes the session log out and the thread end.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,15 +40,16 @@ use spinwire_ringbuf::{channel, Consumer, Producer};
 use crate::connection::{
     ConnError, ConnectionConfig, Drive, Endpoint, EndpointError, Event, Phase, WsConnection,
 };
-use crate::latency::{Clock, ClockChoice, ClockError};
+use crate::latency::{Clock, ClockChoice, ClockError, Recorder, Stage};
 use crate::md::MdRecord;
+use crate::orders::{OrderEvent, OrderRequest, OrderStats};
 use crate::reactor::{PollMode, Reactor};
 use crate::transport::TransportError;
 use crate::ws::Message;
 
 use super::{
-    Action, DisconnectCause, Session, SessionConfig, SessionError, SessionEvent, SessionState,
-    TransportPhase,
+    Action, DisconnectCause, EventKind, Session, SessionConfig, SessionError, SessionEvent,
+    SessionState, TransportPhase,
 };
 
 /// Driver settings.
@@ -51,11 +68,88 @@ pub struct DriverConfig {
     pub event_ring: usize,
     /// MarketData ring capacity.
     pub md_ring: usize,
+    /// OrderRequest ring capacity.
+    pub order_ring: usize,
+    /// OrderEvent ring capacity.
+    pub order_event_ring: usize,
+    /// Order events the overflow queue holds without allocating (it grows past this rather
+    /// than drop one).
+    pub order_overflow: usize,
+    /// Most order requests popped per loop turn.
+    pub order_batch: usize,
+    /// The clock the session and the latency stages run on ([`ClockChoice::Auto`]: the TSC
+    /// where the kernel trusts it, calibrated for 20 ms when the driver is built).
+    pub clock: ClockChoice,
+    /// Stamp every batch of market-data records with its push time on a side ring, so the
+    /// strategy can measure ring pushed → popped ([`PushTimes`] in [`DriverEnds::push_times`]).
+    /// One more ring push per message.
+    pub push_stamps: bool,
+    /// Capacity of a second SessionEvent ring for a logger thread
+    /// ([`crate::logger::EventLogger`]); 0: none. Every event goes to both rings; a full log
+    /// ring drops (and counts) the event for the log only.
+    pub log_ring: usize,
+}
+
+/// When a batch of market-data records (one message's) was pushed: records
+/// `first..end` of the MarketData ring's stream (counted from 0 over the driver's life) went in
+/// at `pushed_ns` on the driver's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushStamp {
+    /// Index of the batch's first record.
+    pub first: u64,
+    /// One past the index of its last record.
+    pub end: u64,
+    /// When it was pushed, ns on the driver's [`Clock`].
+    pub pushed_ns: u64,
+}
+
+/// The strategy's side of the push stamps: tells, for each record popped from the MarketData
+/// ring, when the engine pushed it (the `RingToStrategy` stage). Owned by the strategy thread.
+#[derive(Debug)]
+pub struct PushTimes {
+    stamps: Consumer<PushStamp>,
+    /// Records popped so far.
+    popped: u64,
+    current: Option<PushStamp>,
+    clock: Clock,
+}
+
+impl PushTimes {
+    /// Call once for every record popped from the MarketData ring, in order: returns when it
+    /// was pushed and now, both ns on the driver's clock (`None` when its stamp is missing).
+    #[inline]
+    pub fn popped(&mut self) -> Option<(u64, u64)> {
+        let i = self.popped;
+        self.popped += 1;
+        // The engine pushes a batch's stamp just after its records: a strategy quick enough to
+        // pop a record first waits for the stamp a little (bounded).
+        let mut tries = 0;
+        loop {
+            match self.current {
+                Some(s) if i < s.first => return None,
+                Some(s) if i < s.end => return Some((s.pushed_ns, self.clock.now_ns())),
+                _ => match self.stamps.pop() {
+                    Some(s) => self.current = Some(s),
+                    None if tries < 1000 => {
+                        tries += 1;
+                        std::hint::spin_loop();
+                    }
+                    None => return None,
+                },
+            }
+        }
+    }
+
+    /// The driver's clock (`Copy`; readings are comparable with the stamps).
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
 }
 
 impl DriverConfig {
     /// Defaults for `url`: system roots, blocking polls of at most 1 ms, default buffers,
-    /// rings of 1024 events and 65536 records.
+    /// rings of 1024 events and 65536 records, 1024 order requests and 4096 order events, an
+    /// overflow queue of 4096 order events, 64 requests per turn.
     pub fn new(url: impl Into<String>) -> DriverConfig {
         DriverConfig {
             url: url.into(),
@@ -64,6 +158,13 @@ impl DriverConfig {
             connection: ConnectionConfig::default(),
             event_ring: 1024,
             md_ring: 65536,
+            order_ring: 1024,
+            order_event_ring: 4096,
+            order_overflow: 4096,
+            order_batch: 64,
+            clock: ClockChoice::Auto,
+            push_stamps: false,
+            log_ring: 0,
         }
     }
 }
@@ -83,6 +184,10 @@ pub enum DriverError {
     /// The event loop failed (epoll).
     #[error("event loop: {0}")]
     Poll(std::io::Error),
+    /// The session failed for good on this connection error (a rejected TLS certificate):
+    /// the text says what was rejected and why. Fix the CA file / host name; do not retry.
+    #[error("{0}")]
+    Connection(ConnError),
 }
 
 /// Counters of the driver.
@@ -94,10 +199,36 @@ pub struct DriverStats {
     pub records_dropped: u64,
     /// Events dropped because the SessionEvent ring was full.
     pub events_dropped: u64,
+    /// Events the logger did not get because its ring was full.
+    pub log_events_dropped: u64,
     /// Messages the connection would not take (send buffer full).
     pub send_failed: u64,
     /// Loop turns.
     pub turns: u64,
+    /// Order requests popped from the OrderRequest ring.
+    pub order_requests: u64,
+    /// Order events pushed onto the OrderEvent ring.
+    pub order_events: u64,
+    /// The session's order counters (with the overflow queue's high-water mark), as of the
+    /// last turn.
+    pub orders: OrderStats,
+}
+
+/// The strategy's ends of a driver's rings.
+#[derive(Debug)]
+pub struct DriverEnds {
+    /// Session events.
+    pub events: Consumer<SessionEvent>,
+    /// Market-data records.
+    pub md: Consumer<MdRecord>,
+    /// Order requests (strategy → engine).
+    pub orders: Producer<OrderRequest>,
+    /// Order events (engine → strategy; never dropped).
+    pub order_events: Consumer<OrderEvent>,
+    /// Push times of the market-data records, when [`DriverConfig::push_stamps`] is set.
+    pub push_times: Option<PushTimes>,
+    /// Session events for a logger thread, when [`DriverConfig::log_ring`] is not 0.
+    pub log: Option<Consumer<SessionEvent>>,
 }
 
 /// The consumer side of a spawned driver.
@@ -107,6 +238,10 @@ pub struct DriverHandle {
     pub events: Consumer<SessionEvent>,
     /// Market-data records.
     pub md: Consumer<MdRecord>,
+    /// Order requests (strategy → engine).
+    pub orders: Producer<OrderRequest>,
+    /// Order events (engine → strategy; never dropped).
+    pub order_events: Consumer<OrderEvent>,
     /// Raise to stop: the session logs out, the thread ends.
     pub stop: Arc<AtomicBool>,
     /// The driver thread; yields the final counters.
@@ -130,9 +265,22 @@ pub struct Driver {
     txbuf: Vec<u8>,
     events_tx: Producer<SessionEvent>,
     md_tx: Producer<MdRecord>,
+    orders_rx: Consumer<OrderRequest>,
+    order_events_tx: Producer<OrderEvent>,
+    /// Order events waiting for room on their ring (preallocated; grows rather than drop).
+    overflow: VecDeque<OrderEvent>,
+    order_batch: usize,
     stats: DriverStats,
     /// Drive the connection again without waiting for readiness.
     again: bool,
+    /// Per-stage latency recording, when set ([`Driver::set_recorder`]).
+    recorder: Option<Recorder>,
+    /// Push stamps of market-data batches ([`DriverConfig::push_stamps`]).
+    stamps_tx: Option<Producer<PushStamp>>,
+    /// Session events for the logger thread ([`DriverConfig::log_ring`]).
+    log_tx: Option<Producer<SessionEvent>>,
+    /// The connection error that made the session fail for good, returned by `run`.
+    fatal_error: Option<ConnError>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -153,16 +301,43 @@ impl Driver {
     /// [`DriverError`].
     pub fn new(
         config: DriverConfig,
-        session: SessionConfig,
-    ) -> Result<(Driver, Consumer<SessionEvent>, Consumer<MdRecord>), DriverError> {
+        mut session: SessionConfig,
+    ) -> Result<(Driver, DriverEnds), DriverError> {
         let endpoint = Endpoint::prepare(&config.url, config.ca_file.as_deref())?;
-        let clock = Clock::new(ClockChoice::Monotonic)?;
+        let clock = Clock::new(config.clock)?;
+        if session.orders.label_base == 0 {
+            // Ids unique across runs: from the wall clock (and above the journal's floor,
+            // which the session applies when it opens the journal).
+            let unix_ms = (clock.wall_at_epoch_ns() + clock.now_ns()) / 1_000_000;
+            session.orders.label_base = crate::orders::journal::mint_base(1, unix_ms);
+        }
         let mut session = Session::new(session)?;
         let now = clock.now_ns();
         session.set_unix_time(now, (clock.wall_at_epoch_ns() + now) / 1_000_000);
         let reactor = Reactor::new(1, 64, config.mode).map_err(DriverError::Poll)?;
         let (events_tx, events_rx) = channel(config.event_ring);
         let (md_tx, md_rx) = channel(config.md_ring);
+        let (orders_tx, orders_rx) = channel(config.order_ring);
+        let (order_events_tx, order_events_rx) = channel(config.order_event_ring);
+        // At most one stamp per record in the MarketData ring: the same capacity never fills.
+        let (stamps_tx, push_times) = if config.push_stamps {
+            let (tx, rx) = channel(config.md_ring);
+            let times = PushTimes {
+                stamps: rx,
+                popped: 0,
+                current: None,
+                clock,
+            };
+            (Some(tx), Some(times))
+        } else {
+            (None, None)
+        };
+        let (log_tx, log_rx) = if config.log_ring > 0 {
+            let (tx, rx) = channel(config.log_ring);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         Ok((
             Driver {
                 session,
@@ -176,11 +351,25 @@ impl Driver {
                 txbuf: vec![0; 64 * 1024],
                 events_tx,
                 md_tx,
+                orders_rx,
+                order_events_tx,
+                overflow: VecDeque::with_capacity(config.order_overflow),
+                order_batch: config.order_batch.max(1),
                 stats: DriverStats::default(),
                 again: false,
+                recorder: None,
+                stamps_tx,
+                log_tx,
+                fatal_error: None,
             },
-            events_rx,
-            md_rx,
+            DriverEnds {
+                events: events_rx,
+                md: md_rx,
+                orders: orders_tx,
+                order_events: order_events_rx,
+                push_times,
+                log: log_rx,
+            },
         ))
     }
 
@@ -194,7 +383,7 @@ impl Driver {
         session: SessionConfig,
         channels: &[String],
     ) -> Result<DriverHandle, DriverError> {
-        let (mut driver, events, md) = Driver::new(config, session)?;
+        let (mut driver, ends) = Driver::new(config, session)?;
         let now = driver.clock.now_ns();
         for c in channels {
             driver.session.subscribe(now, c)?;
@@ -205,15 +394,34 @@ impl Driver {
             .name("spinwire-session".into())
             .spawn(move || {
                 driver.run(&flag)?;
-                Ok((driver.stats, driver.session.stats()))
+                Ok((driver.stats(), driver.session.stats()))
             })
             .map_err(DriverError::Poll)?;
         Ok(DriverHandle {
-            events,
-            md,
+            events: ends.events,
+            md: ends.md,
+            orders: ends.orders,
+            order_events: ends.order_events,
             stop,
             thread,
         })
+    }
+
+    /// Records the engine-side latency stages into `recorder` from now on:
+    /// [`Stage::SocketToFrame`] (readiness seen → the text frame decoded, TLS and framing
+    /// included), [`Stage::FrameToRecord`] (frame → market-data records decoded),
+    /// [`Stage::RecordToRing`] (records → pushed on the MarketData ring), [`Stage::OrderToWire`]
+    /// (order request popped → its bytes written), [`Stage::OrderRoundTrip`] (order, cancel or
+    /// edit written → the venue's answer decoded) and [`Stage::ReconnectDowntime`] (connection
+    /// lost → `Live` again). It rotates once per turn; when the driver stops the last interval is
+    /// handed to the collector. Costs a clock read per stage boundary and a few ns per value.
+    pub fn set_recorder(&mut self, recorder: Recorder) {
+        self.recorder = Some(recorder);
+    }
+
+    /// The clock the driver runs on (share it with strategy threads: it is `Copy`).
+    pub fn clock(&self) -> Clock {
+        self.clock
     }
 
     /// The session (to subscribe before running, or inspect).
@@ -221,9 +429,13 @@ impl Driver {
         &mut self.session
     }
 
-    /// The counters.
+    /// The counters (with the session's order counters).
     pub fn stats(&self) -> DriverStats {
-        self.stats
+        let mut s = self.stats;
+        let hw = s.orders.overflow_high_water;
+        s.orders = self.session.order_stats();
+        s.orders.overflow_high_water = hw;
+        s
     }
 
     /// The current clock reading, ns (the clock the session runs on).
@@ -235,7 +447,8 @@ impl Driver {
     /// after `stop` was raised (which logs out).
     ///
     /// # Errors
-    /// [`DriverError::Poll`] when epoll fails.
+    /// [`DriverError::Poll`] when epoll fails; [`DriverError::Connection`] when the session
+    /// failed for good on a connection error (a rejected certificate), with its details.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), DriverError> {
         let now = self.clock.now_ns();
         if self.session.state() == SessionState::Disconnected {
@@ -256,7 +469,15 @@ impl Driver {
         }
         self.turn_actions(self.clock.now_ns());
         self.drain_events();
-        Ok(())
+        if let Some(r) = self.recorder.take() {
+            r.finish(self.clock.now_ns());
+        }
+        match self.fatal_error.take() {
+            Some(e) if self.session.state() == SessionState::Failed => {
+                Err(DriverError::Connection(e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// One loop turn.
@@ -294,9 +515,35 @@ impl Driver {
             self.session.handle_timeout(now);
         }
         self.turn_actions(now);
-        self.transmit(now);
+        let popped = self.take_orders(now);
+        let written = self.transmit(now);
+        if let Some(rec) = &mut self.recorder {
+            if popped > 0 && written > 0 {
+                // Requests popped this turn whose bytes went out this turn (a request held
+                // back by the rate limit is not counted here).
+                let t = self.clock.now_ns();
+                for _ in 0..popped.min(written) {
+                    rec.record_between(Stage::OrderToWire, now, t);
+                }
+            }
+            self.session
+                .take_order_round_trips(|rtt| rec.record(Stage::OrderRoundTrip, rtt));
+            rec.maybe_rotate(now);
+        }
         self.drain_events();
         Ok(())
+    }
+
+    /// Pops up to `order_batch` order requests into the session; returns how many.
+    fn take_orders(&mut self, now: u64) -> usize {
+        let mut n = 0;
+        while n < self.order_batch {
+            let Some(r) = self.orders_rx.pop() else { break };
+            self.stats.order_requests += 1;
+            self.session.handle_order(now, r);
+            n += 1;
+        }
+        n
     }
 
     fn turn_actions(&mut self, now: u64) {
@@ -342,9 +589,7 @@ impl Driver {
                         .handle_transport_phase(now, TransportPhase::Tls);
                 }
             }
-            Err(crate::reactor::InsertError::Init(e)) => {
-                self.session.handle_disconnected(now, cause_of(&e));
-            }
+            Err(crate::reactor::InsertError::Init(e)) => self.lost(now, e),
             Err(_) => self
                 .session
                 .handle_disconnected(now, DisconnectCause::Transport),
@@ -377,6 +622,9 @@ impl Driver {
             txbuf,
             md_tx,
             stats,
+            recorder,
+            clock,
+            stamps_tx,
             ..
         } = self;
         let Some(conn) = reactor.get_mut(token) else {
@@ -386,9 +634,37 @@ impl Driver {
             match event {
                 Event::Open => session.handle_connected(now),
                 Event::Message(Message::Text(text)) => {
+                    let t_frame = match recorder {
+                        Some(r) => {
+                            let t = clock.now_ns();
+                            r.record_between(Stage::SocketToFrame, now, t);
+                            t
+                        }
+                        None => 0,
+                    };
                     let mut lost: Option<(MdRecord, usize)> = None;
                     let mut sink = |records: &[MdRecord]| {
+                        let t_decoded = recorder.as_ref().map_or(0, |_| clock.now_ns());
                         let pushed = md_tx.push_slice(records);
+                        let t_pushed = if recorder.is_some() || stamps_tx.is_some() {
+                            clock.now_ns()
+                        } else {
+                            0
+                        };
+                        if let Some(r) = recorder.as_mut() {
+                            r.record_between(Stage::FrameToRecord, t_frame, t_decoded);
+                            r.record_between(Stage::RecordToRing, t_decoded, t_pushed);
+                        }
+                        if let (Some(tx), true) = (stamps_tx.as_mut(), pushed > 0) {
+                            let stamp = PushStamp {
+                                first: stats.records,
+                                end: stats.records + pushed as u64,
+                                pushed_ns: t_pushed,
+                            };
+                            // Never full (as large as the MarketData ring); were it full, the
+                            // strategy would just not time these records.
+                            let _ = tx.push(stamp);
+                        }
                         stats.records += pushed as u64;
                         if pushed < records.len() {
                             stats.records_dropped += (records.len() - pushed) as u64;
@@ -427,9 +703,18 @@ impl Driver {
             }
             Err(e) => {
                 self.drop_conn();
-                self.session.handle_disconnected(now, cause_of(&e));
+                self.lost(now, e);
             }
         }
+    }
+
+    /// The connection failed with `e`: tells the session; keeps `e` when it is fatal.
+    fn lost(&mut self, now: u64, e: ConnError) {
+        let cause = cause_of(&e);
+        if cause == DisconnectCause::Certificate {
+            self.fatal_error = Some(e);
+        }
+        self.session.handle_disconnected(now, cause);
     }
 
     fn drop_conn(&mut self) {
@@ -441,17 +726,21 @@ impl Driver {
         self.again = false;
     }
 
-    fn transmit(&mut self, now: u64) {
+    /// Sends what the session has to send; returns how many messages it wrote.
+    fn transmit(&mut self, now: u64) -> usize {
         let Some(conn) = self.token.and_then(|t| self.reactor.get_mut(t)) else {
-            return;
+            return 0;
         };
         if conn.phase() != Phase::Open {
-            return;
+            return 0;
         }
+        let mut written = 0;
         while let Some(n) = self.session.poll_transmit(now, &mut self.txbuf) {
             let text = std::str::from_utf8(&self.txbuf[..n]).unwrap_or("");
             if conn.send_text(text).is_err() {
                 self.stats.send_failed += 1;
+            } else {
+                written += 1;
             }
         }
         // Sends outside `drive` are only queued: push them now (an error surfaces from the
@@ -459,13 +748,43 @@ impl Driver {
         if conn.wants_write() && conn.flush().is_err() {
             self.again = true;
         }
+        written
     }
 
     fn drain_events(&mut self) {
         while let Some(e) = self.session.poll_event() {
+            if let (EventKind::Live { downtime_ns }, Some(r)) = (e.kind, &mut self.recorder) {
+                if downtime_ns > 0 {
+                    r.record(Stage::ReconnectDowntime, downtime_ns);
+                }
+            }
+            if let Some(log) = &mut self.log_tx {
+                if log.push(e).is_err() {
+                    self.stats.log_events_dropped += 1;
+                }
+            }
             if self.events_tx.push(e).is_err() {
                 self.stats.events_dropped += 1;
             }
+        }
+        // Order events: what waits in the overflow queue first, in order; never dropped.
+        while let Some(&e) = self.overflow.front() {
+            if self.order_events_tx.push(e).is_err() {
+                break;
+            }
+            self.overflow.pop_front();
+            self.stats.order_events += 1;
+        }
+        while let Some(e) = self.session.poll_order_event() {
+            if !self.overflow.is_empty() || self.order_events_tx.push(e).is_err() {
+                self.overflow.push_back(e);
+            } else {
+                self.stats.order_events += 1;
+            }
+        }
+        let hw = self.overflow.len() as u64;
+        if hw > self.stats.orders.overflow_high_water {
+            self.stats.orders.overflow_high_water = hw;
         }
     }
 }
@@ -473,6 +792,7 @@ impl Driver {
 /// The session's view of a connection error.
 fn cause_of(e: &ConnError) -> DisconnectCause {
     match e {
+        ConnError::Transport(TransportError::Certificate { .. }) => DisconnectCause::Certificate,
         ConnError::Transport(_) | ConnError::Config(_) => DisconnectCause::Transport,
         ConnError::Handshake(_) | ConnError::ResponseTooLarge => DisconnectCause::Handshake,
         ConnError::Protocol(_) => DisconnectCause::Protocol,

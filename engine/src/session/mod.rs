@@ -1,5 +1,6 @@
 //! The sans-IO Deribit session: lifecycle, authentication and token refresh, heartbeats and
-//! dead-peer detection, reconnect pacing, subscriptions and book resync.
+//! dead-peer detection, reconnect pacing, subscriptions and book resync, and the order path
+//! (orders, fills, reconciliation after reconnects and restarts).
 //!
 //! [`Session`] owns no socket and reads no clock (the quinn-proto style of `DESIGN.md`): the
 //! driver passes `now` (ns on any monotonic clock) into every call and moves bytes itself.
@@ -11,11 +12,12 @@
 //!   [`MdRecord`]s), [`Session::handle_activity`] (pong, ping or any other frame),
 //!   [`Session::handle_disconnected`], [`Session::handle_timeout`] (when
 //!   [`Session::poll_timeout`] has passed), [`Session::subscribe`] / [`Session::unsubscribe`],
-//!   [`Session::logout`];
+//!   [`Session::logout`], [`Session::handle_order`] (each order request);
 //! - outputs, drained after the inputs of each loop turn: [`Session::poll_action`] (connect, close
 //!   the connection, send a WebSocket ping), [`Session::poll_transmit`] (the next text message to
 //!   send, encoded into a caller-lent buffer), [`Session::poll_event`] (small `Copy`
-//!   [`SessionEvent`]s for the SessionEvent ring), [`Session::poll_timeout`].
+//!   [`SessionEvent`]s for the SessionEvent ring), [`Session::poll_order_event`] (for the
+//!   OrderEvent ring), [`Session::poll_timeout`].
 //!
 //! After the driver executes [`Action::Close`], that connection no longer exists for the
 //! session: do not report its end with `handle_disconnected` (it would be ignored anyway).
@@ -42,10 +44,26 @@
 //! ([`EventKind::Resynced`] when it arrives). After a reconnect every book waits for its new
 //! snapshot the same way.
 //!
+//! # Orders
+//! With [`SessionConfig::orders`] set (its `instruments`, and credentials), the session also
+//! runs the order path ([`crate::orders`]): [`Session::handle_order`] takes a strategy's
+//! [`OrderRequest`], [`Session::poll_order_event`] hands out [`OrderEvent`]s,
+//! [`Session::order_stats`] counts. It subscribes `user.orders.{instrument}.raw` and
+//! `user.trades.{instrument}.raw` for each order instrument itself. On every connection,
+//! once authenticated and subscribed, the session *reconciles* before it goes `Live`:
+//! cancel-on-disconnect is armed when configured, every order whose state must be learned
+//! (unknown after a drop or a restart, or resting while the connection was down) is queried by
+//! label, and fills of the gap are fetched; no new order is sent before this ends (the setup
+//! timeout covers it). Order requests answered `10028` wait for the same retry hold as other
+//! requests ([`EventKind::RateLimited`] with [`RequestKind::Order`]); `13009` makes the session
+//! authenticate again on the connection and send the order after. JSON-RPC ids of order-path
+//! requests have bit 52 set (the session's own ids count up from 1).
+//!
 //! # Allocation
-//! Buffers (instrument table, md scratch, event queue, subscription slots) are allocated in
-//! [`Session::new`]. The steady state (market data, heartbeats, pings) allocates nothing; cold
-//! paths (a new subscription name, a token received) do.
+//! Buffers (instrument table, md scratch, event queue, subscription slots, the order table,
+//! its indexes, queues and event queue) are allocated in [`Session::new`]. The steady state
+//! (market data, heartbeats, pings, order requests, answers, fills, cancels) allocates
+//! nothing; cold paths (a new subscription name, a token received) do.
 
 pub mod alerts;
 mod backoff;
@@ -61,6 +79,9 @@ pub use credentials::{AuthMethod, CredentialError, Credentials, ENV_CLIENT_ID, E
 pub use timer::{Timer, TimerTable};
 
 use crate::md::{InstrumentId, InstrumentTable, MdRecord, TableError};
+use crate::orders::journal::Journal;
+use crate::orders::tracker::{Handled, OrderTracker};
+use crate::orders::{OrderEvent, OrderRequest, OrderStats, OrdersConfig};
 use crate::venue::deribit::{
     decode, error_code, AuthResult, BookUpdate, Channel, DecodeError, FromValue, HeartbeatKind,
     Incoming, Interval, Request, Response, Secret,
@@ -160,6 +181,9 @@ pub enum DisconnectCause {
     Abnormal,
     /// The transport failed (connect refused, TLS error, I/O error).
     Transport,
+    /// The server's TLS certificate was rejected (unknown issuer, wrong host name, expired):
+    /// a configuration problem or an interception, not something a retry fixes. Fatal.
+    Certificate,
     /// The WebSocket upgrade was refused.
     Handshake,
     /// The server broke the WebSocket protocol (bad frame, invalid UTF-8, message too large).
@@ -189,6 +213,7 @@ impl DisconnectCause {
             DisconnectCause::PeerClosed { .. } => "peer_closed",
             DisconnectCause::Abnormal => "abnormal_closure",
             DisconnectCause::Transport => "transport_error",
+            DisconnectCause::Certificate => "certificate_rejected",
             DisconnectCause::Handshake => "handshake_refused",
             DisconnectCause::Protocol => "protocol_error",
             DisconnectCause::DeadPeer => "dead_peer",
@@ -230,6 +255,12 @@ pub enum RequestKind {
     Unsubscribe,
     /// `private/logout`.
     Logout,
+    /// An order request (`buy`, `sell`, `edit`, `cancel`).
+    Order,
+    /// A reconciliation query (`get_order_state_by_label`, `get_user_trades_by_instrument`).
+    OrderQuery,
+    /// `private/enable_cancel_on_disconnect`.
+    CancelOnDisconnect,
 }
 
 impl RequestKind {
@@ -242,6 +273,9 @@ impl RequestKind {
             RequestKind::Subscribe => "subscribe",
             RequestKind::Unsubscribe => "unsubscribe",
             RequestKind::Logout => "logout",
+            RequestKind::Order => "order",
+            RequestKind::OrderQuery => "order_query",
+            RequestKind::CancelOnDisconnect => "cancel_on_disconnect",
         }
     }
 }
@@ -253,6 +287,9 @@ pub enum FatalReason {
     InvalidCredentials,
     /// An error code listed in [`SessionConfig::fatal_codes`] (a ban, a forbidden account).
     Rejected,
+    /// The server's TLS certificate was rejected ([`DisconnectCause::Certificate`]): check the
+    /// CA file or system roots and the host name. The driver returns the details.
+    Certificate,
 }
 
 /// What happened, as carried by a [`SessionEvent`]. Small and `Copy`.
@@ -427,6 +464,8 @@ pub struct SessionConfig {
     pub max_records: usize,
     /// Seed of the backoff jitter and auth nonces.
     pub seed: u64,
+    /// The order path (off unless `orders.instruments` is set; needs credentials).
+    pub orders: OrdersConfig,
 }
 
 impl Default for SessionConfig {
@@ -449,6 +488,7 @@ impl Default for SessionConfig {
             max_instruments: 1024,
             max_records: 4096,
             seed: 0x5EED_5EED,
+            orders: OrdersConfig::default(),
         }
     }
 }
@@ -474,6 +514,10 @@ pub enum SessionError {
     /// The configuration cannot be used.
     #[error("bad session configuration: {0}")]
     Config(&'static str),
+    /// The order journal could not be opened or read (the text says why): fix or move the
+    /// file; never start trading without the orders it holds.
+    #[error("order journal: {0}")]
+    Journal(String),
 }
 
 /// A tracked subscription.
@@ -559,6 +603,10 @@ pub struct Session {
     token_expires_at: u64,
     /// `unix_ms - now_ns / 1e6` as set by [`Session::set_unix_time`].
     unix_offset_ms: i64,
+    /// The order path.
+    orders: OrderTracker,
+    /// Reconciliation has run on this connection (or is running).
+    reconcile_started: bool,
 }
 
 impl Session {
@@ -579,10 +627,26 @@ impl Session {
         if config.refresh_permille == 0 || config.refresh_permille > 1000 {
             return Err(SessionError::Config("refresh_permille must be in 1..=1000"));
         }
-        let instruments = InstrumentTable::with_capacity(config.max_instruments)?;
+        let mut instruments = InstrumentTable::with_capacity(config.max_instruments)?;
         let mut subs = Vec::with_capacity(MAX_SUBSCRIPTIONS);
         subs.resize_with(MAX_SUBSCRIPTIONS, || None);
-        Ok(Session {
+        let ocfg = &config.orders;
+        if !ocfg.instruments.is_empty() && config.credentials.is_none() {
+            return Err(SessionError::Config(
+                "orders need credentials (orders.instruments is set)",
+            ));
+        }
+        let (journal, recovery) = match &ocfg.journal {
+            Some(jc) if !ocfg.instruments.is_empty() => {
+                let (j, r) =
+                    Journal::open(jc.clone()).map_err(|e| SessionError::Journal(e.to_string()))?;
+                (Some(j), Some(r))
+            }
+            _ => (None, None),
+        };
+        let orders = OrderTracker::new(ocfg, &mut instruments, journal, recovery.as_ref())
+            .map_err(SessionError::Config)?;
+        let mut session = Session {
             backoff: Backoff::new(config.backoff),
             rng: Rng::new(config.seed),
             scratch: vec![MdRecord::default(); config.max_records],
@@ -608,8 +672,27 @@ impl Session {
             refresh_token: None,
             token_expires_at: 0,
             unix_offset_ms: 0,
+            orders,
+            reconcile_started: false,
             config,
-        })
+        };
+        if session.orders.enabled() {
+            let names: Vec<String> = session
+                .orders
+                .instrument_names()
+                .map(str::to_owned)
+                .collect();
+            for name in names {
+                for kind in ["orders", "trades"] {
+                    let channel = format!("user.{kind}.{name}.raw");
+                    match session.subscribe(0, &channel) {
+                        Ok(()) | Err(SessionError::AlreadySubscribed) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(session)
     }
 
     // ----- getters -------------------------------------------------------------------------
@@ -639,6 +722,24 @@ impl Session {
         &self.config
     }
 
+    /// The order path's counters.
+    pub fn order_stats(&self) -> OrderStats {
+        self.orders.stats()
+    }
+
+    /// Hands each order round trip (an order, cancel or edit written → the venue's answer
+    /// decoded, ns on the session's clock) measured since the last call to `f`. At most 64 are
+    /// kept between calls (more are counted in [`OrderStats::round_trips_dropped`]): call it
+    /// once per loop turn. Allocates nothing.
+    pub fn take_order_round_trips(&mut self, f: impl FnMut(u64)) {
+        self.orders.take_round_trips(f);
+    }
+
+    /// Whether the order path is reconciling (after a reconnect or restart, before `Live`).
+    pub fn is_reconciling(&self) -> bool {
+        self.orders.reconciling()
+    }
+
     /// Whether the book of `instrument` is current (subscribed, snapshot seen, no gap since).
     pub fn is_book_current(&self, instrument: InstrumentId) -> bool {
         self.subs.iter().flatten().any(|s| {
@@ -660,6 +761,24 @@ impl Session {
     /// Tells the session the Unix time (ms) at `now`, for `client_signature` timestamps.
     pub fn set_unix_time(&mut self, now: u64, unix_ms: u64) {
         self.unix_offset_ms = unix_ms as i64 - (now / 1_000_000) as i64;
+        self.orders.set_unix_offset(self.unix_offset_ms);
+    }
+
+    /// A strategy's order request. New orders get a client order id, are journaled and queued;
+    /// they go out from [`Session::poll_transmit`] once the session is `Live` and within the
+    /// rate limit. Refusals, and everything that happens to the order after, come out of
+    /// [`Session::poll_order_event`]. Allocates nothing.
+    pub fn handle_order(&mut self, now: u64, request: OrderRequest) {
+        if self.state == SessionState::Failed {
+            self.orders.fail(now);
+        }
+        self.orders.request(now, request);
+    }
+
+    /// The next order event (never dropped: they wait here until taken).
+    #[inline]
+    pub fn poll_order_event(&mut self) -> Option<OrderEvent> {
+        self.orders.poll_event()
     }
 
     /// Starts the session: asks for a connection ([`Action::Connect`]).
@@ -744,6 +863,14 @@ impl Session {
             }
             Ok(Incoming::Heartbeat(HeartbeatKind::TestRequest)) => self.tests_owed += 1,
             Ok(Incoming::Response(r)) => self.on_response(now, r),
+            Ok(Incoming::UserOrders { orders, .. }) => {
+                self.orders.on_user_orders(now, orders);
+                self.check_live(now);
+            }
+            Ok(Incoming::UserTrades { trades, .. }) => {
+                self.orders.on_user_trades(now, trades);
+                self.check_live(now);
+            }
             Ok(_) => {}
         }
     }
@@ -754,11 +881,17 @@ impl Session {
         match self.state {
             SessionState::Disconnected | SessionState::Backoff | SessionState::Failed => {}
             SessionState::Draining => {
-                self.reset_connection();
+                self.reset_connection(now);
                 self.stats.disconnects += 1;
                 self.push_event(now, EventKind::Disconnected { cause });
                 self.timers.stop_all();
                 self.set_state(now, SessionState::Disconnected);
+            }
+            _ if cause == DisconnectCause::Certificate => {
+                // Retrying cannot fix a rejected certificate: stop, loudly.
+                self.stats.disconnects += 1;
+                self.push_event(now, EventKind::Disconnected { cause });
+                self.fail_with(now, FatalReason::Certificate, 0);
             }
             _ => self.enter_backoff(now, cause),
         }
@@ -769,6 +902,7 @@ impl Session {
         while let Some(t) = self.timers.expired(now) {
             self.on_timer(now, t);
         }
+        self.orders.handle_timeout(now);
     }
 
     /// Subscribes to `channel` (sent now when live, or on the next connection; replayed after
@@ -873,7 +1007,7 @@ impl Session {
             s if s.is_opening() => {
                 self.actions
                     .push_back(Action::Close(DisconnectCause::Logout));
-                self.reset_connection();
+                self.reset_connection(now);
                 self.timers.stop_all();
                 self.set_state(now, SessionState::Disconnected);
             }
@@ -906,7 +1040,10 @@ impl Session {
 
     /// The earliest timer deadline, ns: call [`Session::handle_timeout`] once it has passed.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.timers.next_timeout()
+        match (self.timers.next_timeout(), self.orders.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Encodes the next text message to send into `buf` and returns its length; `None` when
@@ -978,10 +1115,21 @@ impl Session {
                 );
             }
         }
+        let live = self.state == SessionState::Live;
+        if live && self.authed {
+            // Orders first when live (the latency that matters); subscription changes after.
+            if let Some(n) = self.orders.transmit(now, buf, &self.instruments, true) {
+                return Some(n);
+            }
+        }
         for unsub in [true, false] {
             if let Some(n) = self.transmit_batch(now, buf, unsub) {
                 return Some(n);
             }
+        }
+        if !live && self.authed {
+            // Reconciliation (after the subscriptions, so no notification is missed).
+            return self.orders.transmit(now, buf, &self.instruments, false);
         }
         None
     }
@@ -1194,6 +1342,7 @@ impl Session {
     fn on_response(&mut self, now: u64, r: Response<'_>) {
         let Some(id) = r.id else { return };
         let Some(pending) = self.untrack(id) else {
+            self.on_order_response(now, id, r);
             return;
         };
         match (pending, r.outcome) {
@@ -1362,6 +1511,41 @@ impl Session {
         }
     }
 
+    fn on_order_response(&mut self, now: u64, id: u64, r: Response<'_>) {
+        match self.orders.on_response(now, id, r.outcome) {
+            Handled::NotOurs | Handled::Done => {}
+            Handled::RateLimited => self.rate_limited(now, RequestKind::Order),
+            Handled::Unauthorized => {
+                // The token is no longer valid: authenticate again on this connection; the
+                // order path waits until then.
+                self.authed = false;
+                self.want_auth = self.config.credentials.is_some();
+                self.push_event(
+                    now,
+                    EventKind::RequestFailed {
+                        request: RequestKind::Order,
+                        code: error_code::UNAUTHORIZED,
+                    },
+                );
+            }
+            Handled::CodFailed(code) => self.push_event(
+                now,
+                EventKind::RequestFailed {
+                    request: RequestKind::CancelOnDisconnect,
+                    code,
+                },
+            ),
+            Handled::QueryFailed(code) => self.push_event(
+                now,
+                EventKind::RequestFailed {
+                    request: RequestKind::OrderQuery,
+                    code,
+                },
+            ),
+        }
+        self.check_live(now);
+    }
+
     fn on_timer(&mut self, now: u64, t: Timer) {
         match t {
             Timer::Connect => {
@@ -1420,7 +1604,7 @@ impl Session {
                 if self.state == SessionState::Draining {
                     self.actions
                         .push_back(Action::Close(DisconnectCause::Logout));
-                    self.reset_connection();
+                    self.reset_connection(now);
                     self.timers.stop_all();
                     self.set_state(now, SessionState::Disconnected);
                 }
@@ -1457,7 +1641,7 @@ impl Session {
     /// Forgets the connection's state and reports the drop.
     fn lose_connection(&mut self, now: u64, cause: DisconnectCause) {
         self.stats.disconnects += 1;
-        self.reset_connection();
+        self.reset_connection(now);
         let refresh_at = self.timers.get(Timer::TokenRefresh);
         self.timers.stop_all();
         if let Some(at) = refresh_at {
@@ -1483,7 +1667,9 @@ impl Session {
         );
     }
 
-    fn reset_connection(&mut self) {
+    fn reset_connection(&mut self, now: u64) {
+        self.orders.on_disconnect(now);
+        self.reconcile_started = false;
         self.in_flight = [None; MAX_IN_FLIGHT];
         self.tests_owed = 0;
         self.want_auth = false;
@@ -1535,6 +1721,17 @@ impl Session {
         if waiting_sub || unsent {
             return;
         }
+        // Orders: reconcile (cancel-on-disconnect armed, unknown orders resolved, gap fills
+        // fetched) before going live, with the user channels already subscribed.
+        if self.orders.enabled() {
+            if !self.reconcile_started {
+                self.reconcile_started = true;
+                self.orders.begin_reconcile();
+            }
+            if self.orders.reconciling() {
+                return;
+            }
+        }
         self.timers.stop(Timer::Setup);
         self.timers
             .set(Timer::Stable, now + ns(self.config.backoff.reset_after));
@@ -1568,12 +1765,17 @@ impl Session {
         } else {
             FatalReason::Rejected
         };
+        self.fail_with(now, reason, code);
+    }
+
+    fn fail_with(&mut self, now: u64, reason: FatalReason, code: i64) {
         self.actions
             .push_back(Action::Close(DisconnectCause::Fatal));
-        self.reset_connection();
+        self.reset_connection(now);
         self.timers.stop_all();
         self.push_event(now, EventKind::Fatal { reason, code });
         self.set_state(now, SessionState::Failed);
+        self.orders.fail(now);
     }
 
     fn set_state(&mut self, now: u64, to: SessionState) {

@@ -58,6 +58,8 @@ enum Phase {
         notify: bool,
     },
     HalfOpen,
+    /// Neither reading nor writing until the instant, then `Open` again (fault `stall`).
+    Stalled(Instant),
     /// Reset (SO_LINGER 0): the thread ends without writing anything more.
     Aborted,
 }
@@ -102,6 +104,31 @@ struct Names {
     trades_100: String,
 }
 
+/// Order requests a `withhold` fault can swallow (index into `Conn::withhold`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WithholdClass {
+    /// `private/buy`, `private/sell`.
+    Order = 0,
+    /// `private/cancel`, `cancel_by_label`, `cancel_all`, `cancel_all_by_instrument`.
+    Cancel = 1,
+    /// `private/edit`.
+    Edit = 2,
+}
+
+impl WithholdClass {
+    fn of(method: &str) -> Option<WithholdClass> {
+        match method {
+            "private/buy" | "private/sell" => Some(WithholdClass::Order),
+            "private/cancel"
+            | "private/cancel_by_label"
+            | "private/cancel_all"
+            | "private/cancel_all_by_instrument" => Some(WithholdClass::Cancel),
+            "private/edit" => Some(WithholdClass::Edit),
+            _ => None,
+        }
+    }
+}
+
 /// What a subscription request resolved to.
 enum Chan {
     Book(u16, bool),
@@ -134,7 +161,10 @@ struct Conn {
     rng: Rng,
     skip_change: bool,
     ignore_test: u32,
-    withhold: Option<bool>,
+    /// Pending `withhold` faults by request class ([`WithholdClass`]): `Some(executed)`.
+    withhold: [Option<bool>; 3],
+    /// Order requests received (buy, sell, edit, cancels): the `orders=N` fault condition.
+    orders_seen: u64,
     reject_auth: u32,
     throttle: u32,
     msgs_sent: u64,
@@ -205,7 +235,8 @@ pub(crate) fn run(shared: Arc<Shared>, id: ConnId, sock: mio::net::TcpStream, pe
         rng: Rng::new(seed ^ 0x5555),
         skip_change: false,
         ignore_test: 0,
-        withhold: None,
+        withhold: [None; 3],
+        orders_seen: 0,
         reject_auth: 0,
         throttle: 0,
         msgs_sent: 0,
@@ -251,13 +282,27 @@ impl Conn {
             if self.shared.stopping() {
                 match self.phase {
                     Phase::Open => self.close_ws(1001, "going away", CloseKind::Dropped),
-                    Phase::Handshake | Phase::HalfOpen | Phase::Aborted => return Ok(()),
+                    Phase::Handshake | Phase::HalfOpen | Phase::Stalled(_) | Phase::Aborted => {
+                        return Ok(())
+                    }
                     Phase::Closing { .. } => {}
                 }
             }
             if self.phase == Phase::HalfOpen {
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
+            }
+            if let Phase::Stalled(until) = self.phase {
+                if now < until {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+                // Carry on with what was received before and during the stall.
+                self.phase = Phase::Open;
+                self.handle_input(now)?;
+                if self.phase == Phase::Aborted {
+                    return Ok(());
+                }
             }
             self.poll
                 .poll(&mut self.events, Some(Duration::from_millis(1)))
@@ -287,7 +332,7 @@ impl Conn {
                 self.drain_mailbox();
                 self.pump_market(now);
             }
-            if self.phase == Phase::HalfOpen {
+            if matches!(self.phase, Phase::HalfOpen | Phase::Stalled(_)) {
                 continue;
             }
             self.commit_stage(now);
@@ -377,7 +422,17 @@ impl Conn {
         while self.phase == Phase::Open {
             match self.decoder.next_message() {
                 Ok(None) => break,
-                Ok(Some(WsMessage::Text(t))) => self.handle_text(&t, now)?,
+                Ok(Some(WsMessage::Text(t))) => {
+                    let seen = self.orders_seen;
+                    self.handle_text(&t, now)?;
+                    if self.orders_seen != seen
+                        && self.phase == Phase::Open
+                        && self.faults.counts_orders()
+                        && self.apply_faults(now)?
+                    {
+                        return Ok(());
+                    }
+                }
                 Ok(Some(WsMessage::Binary(_))) => self.close_ws(
                     1003,
                     "binary messages are not supported",
@@ -599,99 +654,92 @@ impl Conn {
             self.close_ws(1000, "logout", CloseKind::Logout);
             return Ok(());
         }
-        if matches!(method, "private/buy" | "private/sell") {
-            if let Some(executed) = self.withhold.take() {
-                let dir = if method == "private/buy" {
-                    Dir::Buy
+        let class = WithholdClass::of(method);
+        if let Some(c) = class {
+            self.orders_seen += 1;
+            if let Some(executed) = self.withhold[c as usize].take() {
+                if executed {
+                    // Executed, answer discarded: the connection resets below.
+                    let _ = self.execute(method, params, &account);
                 } else {
-                    Dir::Sell
-                };
-                {
                     let mut v = self.shared.venue();
-                    if executed {
-                        match v.parse_order(params) {
-                            Ok(p) => {
-                                if let Err(e) = v.place(self.id, &account, dir, p) {
-                                    v.ledger_reject(&account, params, &e);
-                                }
-                            }
-                            Err(e) => v.ledger_reject(&account, params, &e),
-                        }
-                    } else {
-                        v.ledger_dropped(&account, params);
+                    match c {
+                        WithholdClass::Order => v.ledger_dropped(&account, params),
+                        _ => v.ledger_request_dropped(&account, method, params),
                     }
                 }
                 self.abort()?;
                 return Ok(());
             }
         }
-        let out = {
-            let mut v = self.shared.venue();
-            match method {
-                "private/buy" | "private/sell" => {
-                    let dir = if method == "private/buy" {
-                        Dir::Buy
-                    } else {
-                        Dir::Sell
-                    };
-                    let r = v
-                        .parse_order(params)
-                        .and_then(|p| v.place(self.id, &account, dir, p));
-                    if let Err(e) = &r {
-                        v.ledger_reject(&account, params, e);
-                    }
-                    r
-                }
-                "private/edit" => v.edit(&account, params),
-                "private/cancel" => v.cancel_request(&account, params),
-                "private/cancel_all" => Ok(v.cancel_all(&account, None)),
-                "private/cancel_all_by_instrument" => {
-                    match venue::str_param(params, "instrument_name").and_then(|n| {
-                        v.instrument(n).ok_or_else(|| {
-                            RpcError::invalid_param("instrument_name", "instrument not found")
-                        })
-                    }) {
-                        Ok(i) => Ok(v.cancel_all(&account, Some(i))),
-                        Err(e) => Err(e),
-                    }
-                }
-                "private/cancel_by_label" => v.cancel_by_label(&account, params),
-                "private/get_open_orders_by_label" => v.orders_by_label(&account, params, true),
-                "private/get_order_state_by_label" => v.orders_by_label(&account, params, false),
-                "private/get_order_state" => v.order_state(&account, params),
-                "private/get_open_orders_by_instrument" => {
-                    v.open_orders_by_instrument(&account, params)
-                }
-                "private/get_user_trades_by_instrument" => v.user_trades(&account, params),
-                "private/get_position" => v.position_json(&account, params),
-                "private/enable_cancel_on_disconnect" | "private/disable_cancel_on_disconnect" => {
-                    let scope = params
-                        .get("scope")
-                        .and_then(Value::as_str)
-                        .unwrap_or("connection");
-                    if scope != "connection" && scope != "account" {
-                        Err(RpcError::invalid_param(
-                            "scope",
-                            "must be connection or account",
-                        ))
-                    } else {
-                        let on = method == "private/enable_cancel_on_disconnect";
-                        v.set_cod(self.id, &account, scope, on);
-                        Ok(Value::from("ok"))
-                    }
-                }
-                "private/get_cancel_on_disconnect" => {
-                    let scope = params
-                        .get("scope")
-                        .and_then(Value::as_str)
-                        .unwrap_or("connection");
-                    Ok(json!({"scope": scope, "enabled": v.cod_enabled(self.id, &account)}))
-                }
-                _ => Err(RpcError::method_not_found()),
-            }
-        };
+        let out = self.execute(method, params, &account);
         self.respond(id, out, us_in);
         Ok(())
+    }
+
+    /// Executes a private method for `account` (authorized, not `private/logout`).
+    fn execute(&mut self, method: &str, params: &Value, account: &str) -> Result<Value, RpcError> {
+        let mut v = self.shared.venue();
+        match method {
+            "private/buy" | "private/sell" => {
+                let dir = if method == "private/buy" {
+                    Dir::Buy
+                } else {
+                    Dir::Sell
+                };
+                let r = v
+                    .parse_order(params)
+                    .and_then(|p| v.place(self.id, account, dir, p));
+                if let Err(e) = &r {
+                    v.ledger_reject(account, params, e);
+                }
+                r
+            }
+            "private/edit" => v.edit(account, params),
+            "private/cancel" => v.cancel_request(account, params),
+            "private/cancel_all" => Ok(v.cancel_all(account, None)),
+            "private/cancel_all_by_instrument" => {
+                match venue::str_param(params, "instrument_name").and_then(|n| {
+                    v.instrument(n).ok_or_else(|| {
+                        RpcError::invalid_param("instrument_name", "instrument not found")
+                    })
+                }) {
+                    Ok(i) => Ok(v.cancel_all(account, Some(i))),
+                    Err(e) => Err(e),
+                }
+            }
+            "private/cancel_by_label" => v.cancel_by_label(account, params),
+            "private/get_open_orders_by_label" => v.orders_by_label(account, params, true),
+            "private/get_order_state_by_label" => v.orders_by_label(account, params, false),
+            "private/get_order_state" => v.order_state(account, params),
+            "private/get_open_orders_by_instrument" => v.open_orders_by_instrument(account, params),
+            "private/get_user_trades_by_instrument" => v.user_trades(account, params),
+            "private/get_position" => v.position_json(account, params),
+            "private/enable_cancel_on_disconnect" | "private/disable_cancel_on_disconnect" => {
+                let scope = params
+                    .get("scope")
+                    .and_then(Value::as_str)
+                    .unwrap_or("connection");
+                if scope != "connection" && scope != "account" {
+                    Err(RpcError::invalid_param(
+                        "scope",
+                        "must be connection or account",
+                    ))
+                } else {
+                    let on = method == "private/enable_cancel_on_disconnect";
+                    v.set_cod(self.id, account, scope, on);
+                    Ok(Value::from("ok"))
+                }
+            }
+            "private/get_cancel_on_disconnect" => {
+                let scope = params
+                    .get("scope")
+                    .and_then(Value::as_str)
+                    .unwrap_or("connection");
+                Ok(json!({"scope": scope, "enabled": v.cod_enabled(self.id, account)}))
+            }
+            _ => Err(RpcError::method_not_found()),
+        }
     }
 
     // ----- subscriptions -------------------------------------------------------------------
@@ -900,7 +948,10 @@ impl Conn {
             }
         }
         if !self.faults.rules.is_empty() {
-            due.extend(self.faults.due(now, self.shared.start, self.msgs_sent));
+            due.extend(
+                self.faults
+                    .due(now, self.shared.start, self.msgs_sent, self.orders_seen),
+            );
         }
         for kind in due {
             match kind {
@@ -924,6 +975,10 @@ impl Conn {
                     self.phase = Phase::HalfOpen;
                     return Ok(false);
                 }
+                FaultKind::Stall { span } => {
+                    self.phase = Phase::Stalled(now + span);
+                    return Ok(false);
+                }
                 FaultKind::Delay {
                     delay,
                     jitter,
@@ -934,7 +989,15 @@ impl Conn {
                 }
                 FaultKind::Gap => self.skip_change = true,
                 FaultKind::IgnoreTest => self.ignore_test += 1,
-                FaultKind::Withhold { executed } => self.withhold = Some(executed),
+                FaultKind::Withhold { executed } => {
+                    self.withhold[WithholdClass::Order as usize] = Some(executed)
+                }
+                FaultKind::WithholdCancel { executed } => {
+                    self.withhold[WithholdClass::Cancel as usize] = Some(executed)
+                }
+                FaultKind::WithholdEdit { executed } => {
+                    self.withhold[WithholdClass::Edit as usize] = Some(executed)
+                }
                 FaultKind::FillGap => {
                     if let Some(r) = self.shared.venue().conn_mut(self.id) {
                         r.fill_on_close = true;

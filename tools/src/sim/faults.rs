@@ -16,6 +16,13 @@ pub enum FaultKind {
     Fin,
     /// Stop reading and writing but keep the socket open (until the simulator stops).
     HalfOpen,
+    /// Stop reading and writing for `span`, then carry on: requests already received are
+    /// executed late, even if the client gave up on the connection meanwhile (what it sent
+    /// before closing is still read).
+    Stall {
+        /// How long nothing is read or written.
+        span: Duration,
+    },
     /// Hold every outgoing frame back by `delay` plus a uniform random `0..jitter`, for `span`
     /// (forever when `None`).
     Delay {
@@ -41,6 +48,19 @@ pub enum FaultKind {
     /// connection; `executed` says whether the venue executes the order first.
     Withhold {
         /// Execute the order before dropping the connection.
+        executed: bool,
+    },
+    /// Withhold the response to the next cancel (`private/cancel`, `private/cancel_by_label`,
+    /// `private/cancel_all`, `private/cancel_all_by_instrument`), then reset the connection;
+    /// `executed` says whether the venue cancels first.
+    WithholdCancel {
+        /// Execute the cancel before dropping the connection.
+        executed: bool,
+    },
+    /// Withhold the response to the next `private/edit`, then reset the connection;
+    /// `executed` says whether the venue applies the edit first.
+    WithholdEdit {
+        /// Apply the edit before dropping the connection.
         executed: bool,
     },
     /// When this connection closes, fill the account's resting orders (before
@@ -85,6 +105,10 @@ pub struct Schedule {
     pub every: Option<Duration>,
     /// With this probability per check.
     pub p: Option<f64>,
+    /// Once this many order requests (`private/buy`, `sell`, `edit`, the cancels) were
+    /// received on the connection; checked right after each one, so the fault lands in the
+    /// middle of a burst of orders.
+    pub orders: Option<u64>,
     /// At most this many times per connection (default 1, unlimited with `every` or `p`).
     pub times: Option<u32>,
 }
@@ -191,6 +215,7 @@ pub fn parse_rule(rule: &str) -> Result<FaultRule, FaultSpecError> {
                     schedule.p = Some(p);
                 }
                 "times" => schedule.times = Some(v.parse().map_err(|_| bad())?),
+                "orders" => schedule.orders = Some(v.parse().map_err(|_| bad())?),
                 "conn" => {
                     target = if v == "all" {
                         Target::All
@@ -223,6 +248,15 @@ fn parse_kind(name: &str, kv: &[(&str, &str)]) -> Result<FaultKind, FaultSpecErr
         "rst" => FaultKind::Rst,
         "fin" => FaultKind::Fin,
         "halfopen" => FaultKind::HalfOpen,
+        "stall" => {
+            allow(&["for"])?;
+            FaultKind::Stall {
+                span: get("for")
+                    .map(parse_duration)
+                    .transpose()?
+                    .unwrap_or(Duration::from_secs(1)),
+            }
+        }
         "delay" => {
             allow(&["d", "jitter", "for"])?;
             FaultKind::Delay {
@@ -256,14 +290,18 @@ fn parse_kind(name: &str, kv: &[(&str, &str)]) -> Result<FaultKind, FaultSpecErr
         }
         "gap" => FaultKind::Gap,
         "ignore_test" => FaultKind::IgnoreTest,
-        "withhold" => {
+        "withhold" | "withhold_cancel" | "withhold_edit" => {
             allow(&["exec"])?;
             let executed = match get("exec").unwrap_or("1") {
                 "1" | "true" => true,
                 "0" | "false" => false,
-                _ => return Err(FaultSpecError("withhold exec must be 0 or 1".into())),
+                _ => return Err(FaultSpecError(format!("{name} exec must be 0 or 1"))),
             };
-            FaultKind::Withhold { executed }
+            match name {
+                "withhold" => FaultKind::Withhold { executed },
+                "withhold_cancel" => FaultKind::WithholdCancel { executed },
+                _ => FaultKind::WithholdEdit { executed },
+            }
         }
         "fillgap" => FaultKind::FillGap,
         "reject_auth" => FaultKind::RejectAuth,
@@ -278,7 +316,12 @@ fn parse_kind(name: &str, kv: &[(&str, &str)]) -> Result<FaultKind, FaultSpecErr
     };
     if !matches!(
         kind,
-        FaultKind::Delay { .. } | FaultKind::Burst { .. } | FaultKind::Withhold { .. }
+        FaultKind::Delay { .. }
+            | FaultKind::Stall { .. }
+            | FaultKind::Burst { .. }
+            | FaultKind::Withhold { .. }
+            | FaultKind::WithholdCancel { .. }
+            | FaultKind::WithholdEdit { .. }
     ) && !kv.is_empty()
     {
         return Err(FaultSpecError(format!("fault {name:?} takes no arguments")));
@@ -331,8 +374,21 @@ impl ConnFaults {
         self.seen = global.len();
     }
 
-    /// Rules due at this check, each counted as fired.
-    pub fn due(&mut self, now: Instant, sim_start: Instant, msgs_sent: u64) -> Vec<FaultKind> {
+    /// Whether a rule waits for an order count (then faults are checked after every order
+    /// request, not only once per loop turn).
+    pub fn counts_orders(&self) -> bool {
+        self.rules.iter().any(|r| r.rule.schedule.orders.is_some())
+    }
+
+    /// Rules due at this check, each counted as fired. `msgs_sent`: messages sent on the
+    /// connection; `orders_seen`: order requests received on it.
+    pub fn due(
+        &mut self,
+        now: Instant,
+        sim_start: Instant,
+        msgs_sent: u64,
+        orders_seen: u64,
+    ) -> Vec<FaultKind> {
         let mut out = Vec::new();
         for st in &mut self.rules {
             let s = &st.rule.schedule;
@@ -345,6 +401,9 @@ impl ConnFaults {
                 continue;
             }
             if s.after.is_some_and(|n| msgs_sent < n) {
+                continue;
+            }
+            if s.orders.is_some_and(|n| orders_seen < n) {
                 continue;
             }
             if s.at.is_some_and(|t| now < sim_start + t) {
@@ -404,9 +463,9 @@ mod tests {
         let t0 = Instant::now();
         let mut f = ConnFaults::new(1);
         f.sync(&parse_spec("gap@after=10").unwrap(), 1, t0);
-        assert!(f.due(t0, t0, 9).is_empty());
-        assert_eq!(f.due(t0, t0, 10), vec![FaultKind::Gap]);
-        assert!(f.due(t0, t0, 11).is_empty());
+        assert!(f.due(t0, t0, 9, 0).is_empty());
+        assert_eq!(f.due(t0, t0, 10, 0), vec![FaultKind::Gap]);
+        assert!(f.due(t0, t0, 11, 0).is_empty());
     }
 
     #[test]
@@ -416,9 +475,43 @@ mod tests {
         let mut f = ConnFaults::new(1);
         f.sync(&rules, 1, t0);
         assert_eq!(f.rules.len(), 1);
-        assert!(f.due(t0, t0, 0).is_empty());
-        assert_eq!(f.due(t0 + Duration::from_secs(1), t0, 0).len(), 1);
-        assert!(f.due(t0 + Duration::from_millis(1500), t0, 0).is_empty());
-        assert_eq!(f.due(t0 + Duration::from_secs(2), t0, 0).len(), 1);
+        assert!(f.due(t0, t0, 0, 0).is_empty());
+        assert_eq!(f.due(t0 + Duration::from_secs(1), t0, 0, 0).len(), 1);
+        assert!(f.due(t0 + Duration::from_millis(1500), t0, 0, 0).is_empty());
+        assert_eq!(f.due(t0 + Duration::from_secs(2), t0, 0, 0).len(), 1);
+    }
+
+    #[test]
+    fn withhold_variants_parse_for_orders_cancels_and_edits() {
+        let rules =
+            parse_spec("withhold(exec=0);withhold_cancel(exec=1);withhold_edit(exec=0)").unwrap();
+        assert_eq!(rules[0].kind, FaultKind::Withhold { executed: false });
+        assert_eq!(rules[1].kind, FaultKind::WithholdCancel { executed: true });
+        assert_eq!(rules[2].kind, FaultKind::WithholdEdit { executed: false });
+        let e = parse_spec("withhold_edit(exec=2)").unwrap_err();
+        assert!(
+            e.to_string().contains("withhold_edit exec must be 0 or 1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn orders_condition_waits_for_the_order_count() {
+        let t0 = Instant::now();
+        let rules = parse_spec("halfopen@orders=5,conn=1").unwrap();
+        assert_eq!(rules[0].schedule.orders, Some(5));
+        let mut f = ConnFaults::new(1);
+        f.sync(&rules, 1, t0);
+        assert!(f.counts_orders());
+        assert!(f.due(t0, t0, 100, 4).is_empty());
+        assert_eq!(f.due(t0, t0, 100, 5), vec![FaultKind::HalfOpen]);
+        assert!(f.due(t0, t0, 100, 6).is_empty());
+        assert!(parse_spec("rst@orders=x").is_err());
+        assert_eq!(
+            parse_rule("stall(for=1500ms)@orders=3").unwrap().kind,
+            FaultKind::Stall {
+                span: Duration::from_millis(1500)
+            }
+        );
     }
 }

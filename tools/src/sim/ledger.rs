@@ -65,6 +65,20 @@ pub enum LedgerEntry {
         /// Instrument name as requested.
         instrument: String,
     },
+    /// A cancel or edit request was received and deliberately not executed by a fault
+    /// (`withhold_cancel:exec=0`, `withhold_edit:exec=0`): the client never gets an answer.
+    RequestDropped {
+        /// Microseconds since the Unix epoch.
+        ts_us: u64,
+        /// Account.
+        account: String,
+        /// The JSON-RPC method (`private/cancel`, `private/edit`, ...).
+        method: String,
+        /// The `order_id` parameter ("" when the request had none).
+        order_id: String,
+        /// The `label` parameter ("" when the request had none).
+        label: String,
+    },
     /// An open order was edited.
     OrderEdited {
         /// Microseconds since the Unix epoch.
@@ -100,6 +114,10 @@ pub enum LedgerEntry {
         account: String,
         /// Venue trade id.
         trade_id: String,
+        /// The instrument's trade sequence number (Deribit's `trade_seq`; what the engine's
+        /// fills carry). 0 in ledgers written before it was recorded.
+        #[serde(default)]
+        trade_seq: u64,
         /// Venue order id.
         order_id: String,
         /// Client label.

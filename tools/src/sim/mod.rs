@@ -67,28 +67,38 @@
 //! SPEC  := RULE (';' RULE)*
 //! RULE  := FAULT ['(' KEY=VALUE (',' KEY=VALUE)* ')'] ['@' COND (',' COND)*]
 //! COND  := after=N        fire once N messages were sent on the connection
+//!        | orders=N       fire once N order requests (buy, sell, edit, cancels) were
+//!                         received on the connection (checked right after each one)
 //!        | at=DUR         fire at DUR after the simulator started
 //!        | every=DUR      fire every DUR (first DUR after the connection opened)
 //!        | p=X            fire with probability X at each check (every loop turn, >= 1/ms)
 //!        | times=N        at most N times per connection (default 1; unlimited with every/p)
 //!        | conn=N|all     only the N-th accepted connection (1-based), or every connection
 //! DUR   := NUMBER ('us' | 'ms' | 's')
-//! FAULT := rst | fin | halfopen | delay(d=DUR,jitter=DUR,for=DUR) | burst(x=F,for=DUR)
-//!        | gap | ignore_test | withhold(exec=0|1) | fillgap | reject_auth | expire
+//! FAULT := rst | fin | halfopen | stall(for=DUR) | delay(d=DUR,jitter=DUR,for=DUR)
+//!        | burst(x=F,for=DUR)
+//!        | gap | ignore_test | withhold(exec=0|1) | withhold_cancel(exec=0|1)
+//!        | withhold_edit(exec=0|1) | fillgap | reject_auth | expire
 //!        | throttle | malformed | oversized | bad_utf8 | bad_json | tls_no_close_notify
 //! ```
 //!
 //! `rst`: TCP reset. `fin`: orderly close without a WebSocket close frame. `halfopen`: stop
-//! reading and writing, keep the socket. `delay`: hold output back. `burst`: multiply the
+//! reading and writing, keep the socket. `stall`: stop reading and writing for DUR (default
+//! 1 s), then carry on: requests received before (even from a client that gave up and closed
+//! meanwhile) are executed late. `delay`: hold output back. `burst`: multiply the
 //! market-data rate. `gap`: skip one book change. `ignore_test`: swallow the next
 //! `public/test`. `withhold`: execute (exec=1) or not (exec=0) the next order, never answer it,
-//! reset the connection. `fillgap`: when the connection closes, fill the account's resting
+//! reset the connection. `withhold_cancel` / `withhold_edit`: the same for the next cancel
+//! (`private/cancel`, `cancel_by_label`, `cancel_all`, `cancel_all_by_instrument`) or
+//! `private/edit` (a cancel or edit not executed is recorded as
+//! [`LedgerEntry::RequestDropped`]). `fillgap`: when the connection closes, fill the account's resting
 //! orders (before cancel-on-disconnect). `reject_auth`: next `public/auth` gets 13004.
 //! `expire`: the connection's tokens expire now. `throttle`: next request gets 10028.
 //! `malformed`/`oversized`/`bad_utf8`/`bad_json`: a broken frame or message.
 //! `tls_no_close_notify`: TCP close without TLS close_notify. Example:
 //! `rst@after=500;gap@every=2s;delay(d=20ms,jitter=5ms,for=1s)@at=3s,conn=1`.
 
+pub mod check;
 mod conn;
 pub mod faults;
 pub mod fmt;

@@ -1051,6 +1051,24 @@ impl Venue {
         });
     }
 
+    /// Records a cancel or edit request a fault swallowed.
+    pub fn ledger_request_dropped(&mut self, account: &str, method: &str, params: &Value) {
+        let text = |k: &str| {
+            params
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        self.ledger.entries.push(LedgerEntry::RequestDropped {
+            ts_us: wall_us(),
+            account: account.to_string(),
+            method: method.to_string(),
+            order_id: text("order_id"),
+            label: text("label"),
+        });
+    }
+
     /// Places an order (`private/buy`/`private/sell`); returns `{order, trades}`.
     pub fn place(
         &mut self,
@@ -1284,6 +1302,7 @@ impl Venue {
             ts_us: wall_us(),
             account: o.account.clone(),
             trade_id: trade_id.to_string(),
+            trade_seq,
             order_id: o.order_id.clone(),
             label: o.label.clone(),
             instrument: spec.name.clone(),
