@@ -133,8 +133,8 @@ fn bench_record(c: &mut Criterion) {
     // Baseline: the crate the hot counters replace, `hdrhistogram::Histogram::record`, with
     // the same bounds and values.
     for (name, vals) in [("hdr_record", &narrow), ("hdr_record_wide", &vals)] {
-        let mut hdr = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
-            .expect("bounds");
+        let mut hdr =
+            hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
         g.bench_function(name, |b| {
             b.iter(|| {
                 for &v in black_box(vals.as_slice()) {
