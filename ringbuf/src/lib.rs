@@ -31,6 +31,20 @@
 //! empty (consumer), so in steady state a push or pop touches one shared line: its own index,
 //! with a `Release` store that publishes the slot.
 //!
+//! # Throughput one value at a time
+//!
+//! When the consumer keeps up with the producer, every value is announced by its own `tail`
+//! store and fetched by its own `tail` load, so each one costs cache-line transfers between the
+//! two cores, and how many depends on how hard the consumer polls: every empty
+//! [`pop`](Consumer::pop) loads `tail` (and prefetches the next slot, which is what keeps the
+//! one-way latency near the bare cache-line floor), taking those lines away from a producer
+//! that is still writing them. Once the producer gets ahead, the consumer finds many values per
+//! `tail` load and reads whole lines the producer has finished, and the cost per value drops
+//! several-fold. Which of the two regimes a pair of threads settles in depends on the host and
+//! on the caller's wait policy, not only on the ring: a consumer that backs off a little
+//! between empty polls, or that drains with [`pop_into`](Consumer::pop_into), tends to get the
+//! second.
+//!
 //! # Example
 //!
 //! ```
