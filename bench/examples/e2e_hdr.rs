@@ -13,7 +13,8 @@
 //! Latency: the feeder paces `--rate` messages/s for `--seconds`, each written alone and stamped
 //! (`sw_send_ns`, CLOCK_REALTIME) just before its write; the first 10% are warm-up. The clients
 //! run one after the other, interleaved `--runs` times, and the histograms of a client are
-//! merged. Threads: I/O on core 0, strategy on core 1, the feeder unpinned (3 threads on a
+//! merged; the "best" columns are the lowest p50 and p99.9 of any single run (what a quiet
+//! machine shows when neighbours take the cores during some runs). Threads: I/O on core 0, strategy on core 1, the feeder unpinned (3 threads on a
 //! 2-core machine: use `--mode yield` there, the default). Throughput: the feeder writes as fast
 //! as the socket takes; msgs/s is counted from the first send to the last pop, and drops are
 //! the messages sent but never popped (spinwire: plus records its ring refused).

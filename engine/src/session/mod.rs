@@ -579,6 +579,10 @@ pub struct Session {
     stats: SessionStats,
     /// `test_request`s not yet answered.
     tests_owed: u32,
+    /// A subscription slot may have a subscribe or unsubscribe to send (set wherever one is
+    /// asked for; cleared when a scan finds none), so `poll_transmit` does not scan the
+    /// subscription table after every message.
+    subs_dirty: bool,
     /// Authentication must be sent on this connection.
     want_auth: bool,
     /// The access token must be refreshed.
@@ -660,6 +664,7 @@ impl Session {
             state: SessionState::Disconnected,
             timers: TimerTable::default(),
             tests_owed: 0,
+            subs_dirty: false,
             want_auth: false,
             want_refresh: false,
             want_heartbeat: false,
@@ -947,6 +952,7 @@ impl Session {
             stale: false,
             last_change_id: 0,
         });
+        self.subs_dirty |= live;
         let _ = now;
         Ok(())
     }
@@ -968,6 +974,7 @@ impl Session {
         sub.send_sub = false;
         if open && sub.subscribed {
             sub.send_unsub = true;
+            self.subs_dirty = true;
         } else {
             *slot = None;
         }
@@ -991,6 +998,7 @@ impl Session {
                 s.stale = true;
                 s.send_unsub = s.subscribed;
                 s.send_sub = true;
+                self.subs_dirty = true;
             }
         }
     }
@@ -1122,10 +1130,13 @@ impl Session {
                 return Some(n);
             }
         }
-        for unsub in [true, false] {
-            if let Some(n) = self.transmit_batch(now, buf, unsub) {
-                return Some(n);
+        if self.subs_dirty {
+            for unsub in [true, false] {
+                if let Some(n) = self.transmit_batch(now, buf, unsub) {
+                    return Some(n);
+                }
             }
+            self.subs_dirty = false;
         }
         if !live && self.authed {
             // Reconciliation (after the subscriptions, so no notification is missed).
@@ -1326,6 +1337,7 @@ impl Session {
             // Resync: unsubscribe, then subscribe again for a fresh snapshot.
             sub.send_unsub = sub.subscribed;
             sub.send_sub = true;
+            self.subs_dirty = true;
             self.stats.gaps += 1;
             self.stats.stale_dropped += 1;
             self.push_event(
@@ -1469,6 +1481,7 @@ impl Session {
                         if retry {
                             if let Some(s) = slot {
                                 s.send_sub = s.wanted;
+                                self.subs_dirty = true;
                             }
                         } else {
                             // Refused: the channel is dropped (reported above).
@@ -1486,6 +1499,7 @@ impl Session {
                             if let Some(s) = s {
                                 if mask & (1 << i) != 0 {
                                     s.send_unsub = true;
+                                    self.subs_dirty = true;
                                 }
                             }
                         }
@@ -1695,6 +1709,7 @@ impl Session {
     fn queue_all_subscriptions(&mut self) {
         for s in self.subs.iter_mut().flatten() {
             s.send_sub = s.wanted;
+            self.subs_dirty = true;
             s.send_unsub = false;
         }
     }
