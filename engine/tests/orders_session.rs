@@ -470,6 +470,62 @@ fn order_never_received_is_resent_with_the_same_label() {
 }
 
 #[test]
+fn a_not_found_answer_inside_the_resend_grace_is_asked_again_not_believed() {
+    // The venue may still execute what a dead connection delivered: "not found" half a second
+    // after the send is asked again at send + grace; the session stays out of Live meanwhile.
+    let mut cfg = config();
+    cfg.orders.resend_grace = std::time::Duration::from_secs(2);
+    let mut p = Pair::new(cfg);
+    p.live();
+    p.order(buy(1, 10, 100));
+    p.drop_connection();
+    p.advance(S / 2);
+    p.clear();
+    p.connect_to_reconcile();
+    p.reply("private/enable_cancel_on_disconnect", json!("ok"));
+    p.reply("private/get_order_state_by_label", json!([]));
+    assert_eq!(p.count("private/buy"), 0, "not resent inside the grace");
+    assert_ne!(p.s.state(), SessionState::Live, "still reconciling");
+    assert_eq!(p.count("private/get_order_state_by_label"), 1);
+    p.advance(S);
+    assert_eq!(p.count("private/get_order_state_by_label"), 1, "not before the grace ends");
+    p.advance(S);
+    assert_eq!(p.count("private/get_order_state_by_label"), 2, "asked again");
+    // Meanwhile the venue did execute it: adopted, never sent twice.
+    let q = p.last("private/get_order_state_by_label");
+    p.reply_to(&q, json!([order_obj(BASE, "open", 10, 0, 100)]));
+    assert_eq!(p.count("private/buy"), 0);
+    assert_eq!(p.s.state(), SessionState::Live);
+    assert_eq!(
+        p.kinds(BASE),
+        vec![(OrderEventKind::Accepted, true)],
+        "{:?}",
+        p.kinds(BASE)
+    );
+    assert_eq!(p.s.order_stats().resent, 0);
+}
+
+#[test]
+fn a_not_found_answer_after_the_resend_grace_resends() {
+    let mut cfg = config();
+    cfg.orders.resend_grace = std::time::Duration::from_secs(2);
+    let mut p = Pair::new(cfg);
+    p.live();
+    p.order(buy(1, 10, 100));
+    p.drop_connection();
+    p.advance(S / 2);
+    p.clear();
+    p.connect_to_reconcile();
+    p.reply("private/enable_cancel_on_disconnect", json!("ok"));
+    p.reply("private/get_order_state_by_label", json!([]));
+    p.advance(2 * S);
+    p.reply("private/get_order_state_by_label", json!([]));
+    assert_eq!(p.count("private/buy"), 1, "resent once the grace is over");
+    assert_eq!(p.last("private/buy")["params"]["label"], label(BASE));
+    assert_eq!(p.kinds(BASE), vec![(OrderEventKind::Resent, true)]);
+}
+
+#[test]
 fn order_never_received_past_its_time_to_live_expires() {
     let mut p = Pair::new(config());
     p.live();

@@ -56,11 +56,18 @@ pub struct OrdersConfig {
     /// derived from the journal's floor when there is a journal, else from the clock by the
     /// driver ([`super::journal::mint_base`]); a sans-IO session without either starts at 1.
     pub label_base: u64,
+    /// How long after an order was sent a venue's "no order with this label" is believed. A
+    /// connection that died may still have delivered the order, and a busy venue may execute it
+    /// later: an order not found sooner is queried again at `sent + resend_grace` (the session
+    /// stays out of `Live` meanwhile) and only then resent (or expired, or reported cancelled).
+    /// For an order recovered from the journal the grace counts from its first "not found".
+    /// `0`: believe the first answer.
+    pub resend_grace: std::time::Duration,
 }
 
 impl Default for OrdersConfig {
     /// Off (no instruments); `BTC`; no cancel-on-disconnect; Deribit's default rate limits; 1024
-    /// orders; a queue of 256; no journal.
+    /// orders; a queue of 256; no journal; a 2 s resend grace.
     fn default() -> Self {
         OrdersConfig {
             currency: "BTC".into(),
@@ -75,6 +82,7 @@ impl Default for OrdersConfig {
             queue: 256,
             journal: None,
             label_base: 0,
+            resend_grace: std::time::Duration::from_secs(2),
         }
     }
 }

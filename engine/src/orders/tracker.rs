@@ -133,6 +133,10 @@ struct Slot {
     edit_reported: bool,
     /// The last event of the order was `Unknown`: its resolution must report something.
     unknown_reported: bool,
+    /// When its `buy`/`sell` was last written, ns (0: not in this process).
+    sent_at: u64,
+    /// A "not found" came too early to be believed: query again at this time (0: none).
+    recheck_at: u64,
     /// What to report when `Closing` ends.
     ending: Ending,
 }
@@ -178,6 +182,8 @@ impl Slot {
         attempts: 0,
         edit_reported: false,
         unknown_reported: false,
+        sent_at: 0,
+        recheck_at: 0,
         ending: Ending::Cancelled,
     };
 
@@ -269,6 +275,10 @@ pub(crate) struct OrderTracker {
     /// Requests on the wire, by the low bits of their JSON-RPC id. Length `2 * max_orders + 2`.
     reqs: Vec<Option<Req>>,
     free_reqs: Vec<u32>,
+    /// The resend grace, ns ([`OrdersConfig::resend_grace`]).
+    resend_grace: u64,
+    /// Slots with a `recheck_at` set.
+    rechecks: u32,
     /// Round trips of matching-engine requests not yet taken; `round_trips_len` are valid.
     round_trips: [u64; ROUND_TRIPS],
     round_trips_len: usize,
@@ -339,6 +349,8 @@ impl OrderTracker {
             free_reqs: (0..nreq as u32).rev().collect(),
             round_trips: [0; ROUND_TRIPS],
             round_trips_len: 0,
+            resend_grace: cfg.resend_grace.as_nanos().min(u64::MAX as u128) as u64,
+            rechecks: 0,
             gen: 0,
             bucket: TokenBucket::new(cfg.rate),
             qbucket: TokenBucket::new(cfg.query_rate),
@@ -810,6 +822,21 @@ impl OrderTracker {
         }
         self.wake_at = None;
         let mut next: Option<u64> = None;
+        if self.rechecks > 0 {
+            for s in 0..self.slots.len() {
+                let at = self.slots[s].recheck_at;
+                if at == 0 {
+                    continue;
+                }
+                if at <= now {
+                    self.slots[s].recheck_at = 0;
+                    self.rechecks -= 1;
+                    self.enqueue_query(s as u32);
+                } else {
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+            }
+        }
         for k in 0..self.work.len() {
             let s = self.work[k] as usize;
             let slot = &self.slots[s];
@@ -1012,6 +1039,7 @@ impl OrderTracker {
         match wire {
             Wire::New => {
                 sl.phase = Phase::Sent;
+                sl.sent_at = now;
                 sl.attempts += 1;
                 let resend = sl.resend;
                 sl.resend = false;
@@ -1382,7 +1410,26 @@ impl OrderTracker {
                 }
                 self.apply_order(now, i, &o, None);
             }
-            None => self.not_received(now, i),
+            None => {
+                let sl = &mut self.slots[i];
+                if sl.sent_at == 0 {
+                    // Recovered from the journal: the grace counts from this first answer.
+                    sl.sent_at = now;
+                }
+                let due = sl.sent_at.saturating_add(self.resend_grace);
+                let known = sl.acked || sl.venue_len > 0;
+                if now < due && !known {
+                    // Too early to believe: the dead connection may have delivered it.
+                    sl.query_needed = true;
+                    if sl.recheck_at == 0 {
+                        self.rechecks += 1;
+                    }
+                    sl.recheck_at = due;
+                    self.wake(due);
+                } else {
+                    self.not_received(now, i);
+                }
+            }
         }
         Handled::Done
     }
@@ -1773,7 +1820,12 @@ impl OrderTracker {
     }
 
     fn check_reconciled(&mut self) {
-        if !self.reconciling || self.want_cod || self.cod_out || !self.qwork.is_empty() {
+        if !self.reconciling
+            || self.want_cod
+            || self.cod_out
+            || !self.qwork.is_empty()
+            || self.rechecks > 0
+        {
             return;
         }
         if self.slots.iter().any(|s| s.q_out) {
@@ -1837,6 +1889,9 @@ impl OrderTracker {
         self.by_id.remove(s.id.0);
         if self.by_tag.get(s.tag) == Some(i as u32) {
             self.by_tag.remove(s.tag);
+        }
+        if s.recheck_at != 0 {
+            self.rechecks -= 1;
         }
         self.slots[i] = Slot::FREE;
         self.free.push(i as u32);
