@@ -488,9 +488,17 @@ fn a_not_found_answer_inside_the_resend_grace_is_asked_again_not_believed() {
     assert_ne!(p.s.state(), SessionState::Live, "still reconciling");
     assert_eq!(p.count("private/get_order_state_by_label"), 1);
     p.advance(S);
-    assert_eq!(p.count("private/get_order_state_by_label"), 1, "not before the grace ends");
+    assert_eq!(
+        p.count("private/get_order_state_by_label"),
+        1,
+        "not before the grace ends"
+    );
     p.advance(S);
-    assert_eq!(p.count("private/get_order_state_by_label"), 2, "asked again");
+    assert_eq!(
+        p.count("private/get_order_state_by_label"),
+        2,
+        "asked again"
+    );
     // Meanwhile the venue did execute it: adopted, never sent twice.
     let q = p.last("private/get_order_state_by_label");
     p.reply_to(&q, json!([order_obj(BASE, "open", 10, 0, 100)]));
