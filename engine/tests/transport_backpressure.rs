@@ -46,7 +46,9 @@ fn backpressure(tls: bool) {
         c.end.is_some() || (c.sent == len && !c.transport.wants_write())
     });
     let c = reactor.get(token).unwrap();
-    assert!(c.end.is_none(), "{:?}", c.end);
+    // The peer closes once it has read everything: seeing that close before the last turn's
+    // bookkeeping is fine, as long as every byte had been handed to the socket.
+    assert!(c.end.is_none() || c.sent == len, "{:?} after {} bytes", c.end, c.sent);
     let got = server.join().unwrap();
     assert!(
         got == c.to_send,
