@@ -19,8 +19,8 @@ use spinwire_tools::sim::{FaultKind, SimConfig, Simulator, Target};
 #[path = "sim_util/orders.rs"]
 mod orders_harness;
 
-#[test]
-fn driver_records_every_engine_side_stage() {
+/// A simulator with market data (2000 events/s) and a driver config pointing at it.
+fn sim_and_driver_config() -> (spinwire_tools::sim::SimHandle, DriverConfig) {
     let sim = Simulator::start(SimConfig {
         rate: 2000,
         ..orders_harness::sim_config()
@@ -28,6 +28,12 @@ fn driver_records_every_engine_side_stage() {
     .expect("simulator starts");
     let mut dc = DriverConfig::new(sim.url());
     dc.ca_file = sim.ca_file().cloned();
+    (sim, dc)
+}
+
+#[test]
+fn driver_records_every_engine_side_stage() {
+    let (sim, dc) = sim_and_driver_config();
     let (mut driver, mut ends) =
         Driver::new(dc, orders_harness::session_config()).expect("driver builds");
     let mut collector = Collector::new(HistogramConfig::default()).unwrap();
@@ -112,13 +118,7 @@ fn driver_records_every_engine_side_stage() {
 
 #[test]
 fn push_stamps_tell_the_strategy_when_each_record_was_pushed() {
-    let sim = Simulator::start(SimConfig {
-        rate: 2000,
-        ..orders_harness::sim_config()
-    })
-    .expect("simulator starts");
-    let mut dc = DriverConfig::new(sim.url());
-    dc.ca_file = sim.ca_file().cloned();
+    let (_sim, mut dc) = sim_and_driver_config();
     dc.push_stamps = true;
     let mut session = orders_harness::session_config();
     session.orders.instruments.clear();

@@ -212,14 +212,19 @@ impl StageHistograms {
             self.out_of_range[i].negative += other.out_of_range[i].negative;
         }
         self.skipped_rotations += other.skipped_rotations;
-        if was_empty {
-            self.start_ns = other.start_ns;
-            self.end_ns = other.end_ns;
-        } else {
-            self.start_ns = self.start_ns.min(other.start_ns);
-            self.end_ns = self.end_ns.max(other.end_ns);
-        }
+        self.widen(was_empty, other.start_ns, other.end_ns);
         Ok(())
+    }
+
+    /// Makes the interval cover `start_ns..end_ns` too (or be it, when these were empty).
+    fn widen(&mut self, was_empty: bool, start_ns: u64, end_ns: u64) {
+        if was_empty {
+            self.start_ns = start_ns;
+            self.end_ns = end_ns;
+        } else {
+            self.start_ns = self.start_ns.min(start_ns);
+            self.end_ns = self.end_ns.max(end_ns);
+        }
     }
 
     /// Clears every count and sets the interval to start (and end) at `start_ns`. Allocates
@@ -442,13 +447,7 @@ impl HotHistograms {
             out.out_of_range[s].negative += self.out_of_range[s].negative;
         }
         out.skipped_rotations += self.skipped_rotations;
-        if was_empty {
-            out.start_ns = self.start_ns;
-            out.end_ns = self.end_ns;
-        } else {
-            out.start_ns = out.start_ns.min(self.start_ns);
-            out.end_ns = out.end_ns.max(self.end_ns);
-        }
+        out.widen(was_empty, self.start_ns, self.end_ns);
         Ok(())
     }
 
