@@ -48,7 +48,12 @@ fn backpressure(tls: bool) {
     let c = reactor.get(token).unwrap();
     // The peer closes once it has read everything: seeing that close before the last turn's
     // bookkeeping is fine, as long as every byte had been handed to the socket.
-    assert!(c.end.is_none() || c.sent == len, "{:?} after {} bytes", c.end, c.sent);
+    assert!(
+        c.end.is_none() || c.sent == len,
+        "{:?} after {} bytes",
+        c.end,
+        c.sent
+    );
     let got = server.join().unwrap();
     assert!(
         got == c.to_send,
