@@ -328,6 +328,7 @@ impl EngineBuilder {
                 orders: ends.orders,
                 push_times: ends.push_times,
                 log: ends.log,
+                order_events_marked: ends.order_events_marked,
                 clock,
             });
             names.push(name);
@@ -508,6 +509,10 @@ pub struct StrategyEnds {
     /// A copy of the session events for a logger thread, when
     /// [`DriverConfig::log_ring`] is not 0.
     pub log: Option<Consumer<SessionEvent>>,
+    /// How many order events the engine has marked consumed in the journal: a strategy that
+    /// reports events outside the process (prints, forwards) should do so only for events this
+    /// count covers, so that after a crash the replayed events are exactly the unreported ones.
+    pub order_events_marked: crate::session::driver::OrderEventsMarked,
     /// The session driver's clock (`Copy`): the timeline of its latency intervals, push times
     /// and event times.
     pub clock: Clock,

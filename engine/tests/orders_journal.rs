@@ -136,6 +136,9 @@ fn every_kind(id: u64) -> Vec<JournalRecord> {
             tag,
             reason: FinalReason::Refused,
         },
+        JournalRecord::Consumed {
+            upto_seq: u64::MAX - 1,
+        },
     ]
 }
 
@@ -462,11 +465,14 @@ fn compaction_keeps_exactly_the_open_orders_and_the_id_floor() {
     });
     // 6: cancelled but its Final not yet written (terminal, kept).
     a(JournalRecord::Cancelled { id: id(6), tag: 60 });
+    // The strategy took every event: nothing to replay, final orders need not be kept.
+    a(JournalRecord::Consumed { upto_seq: 20 });
     drop(j);
 
     let (j, r) = Journal::open(config(&path, 256, FlushPolicy::Never)).unwrap();
-    assert_eq!(r.records_read(), 20);
+    assert_eq!(r.records_read(), 21);
     assert_eq!(r.ignored_records(), 1);
+    assert!(r.replay().is_empty());
     assert_eq!(r.final_orders(), 2);
     assert_eq!(r.next_id_floor(), 100);
     let ids: Vec<u64> = r.orders().iter().map(|o| o.id.0).collect();
@@ -489,19 +495,25 @@ fn compaction_keeps_exactly_the_open_orders_and_the_id_floor() {
     let o = &r.orders()[3];
     assert_eq!(o.state, RecoveredState::Cancelled);
     assert!(o.state.is_terminal());
-    // The compacted file holds exactly the open orders' records, renumbered from 1.
+    // The compacted file holds exactly the open orders' records, renumbered from 1, then the
+    // consumed mark in the new numbering.
     let kept = 5 + 4 + 2 + 2;
-    assert_eq!(r.compacted_records(), kept);
-    assert_eq!(j.len(), kept);
+    assert_eq!(r.compacted_records(), kept + 1);
+    assert_eq!(j.len(), kept + 1);
+    assert_eq!(r.consumed_upto(), Some(kept));
     let entries = read_all(&path);
-    assert_eq!(entries.len() as u64, kept);
+    assert_eq!(entries.len() as u64, kept + 1);
     assert!(entries
         .iter()
         .enumerate()
         .all(|(i, e)| e.seq == i as u64 + 1));
-    assert!(entries
+    assert!(entries[..kept as usize]
         .iter()
         .all(|e| [1, 3, 5, 6].contains(&e.record.id().0)));
+    assert_eq!(
+        entries[kept as usize].record,
+        JournalRecord::Consumed { upto_seq: kept }
+    );
     drop(j);
 
     // Reopening gives the same orders; finishing them all leaves an empty journal that still
@@ -532,6 +544,123 @@ fn compaction_keeps_exactly_the_open_orders_and_the_id_floor() {
     let (_j, r4) = Journal::open(config(&path, 256, FlushPolicy::Never)).unwrap();
     assert_eq!(r4.next_id_floor(), 100);
     assert_eq!(fs::metadata(&path).unwrap().len(), 257 * RECORD_SIZE as u64);
+}
+
+#[test]
+fn compaction_keeps_final_orders_with_events_after_the_consumed_mark_and_renumbers_it() {
+    use spinwire_engine::orders::OrderEventKind;
+    let dir = TempDir::new("consumed");
+    let path = dir.journal();
+    let (mut j, _) = Journal::open(config(&path, 256, FlushPolicy::Never)).unwrap();
+    let id = ClientOrderId;
+    let mut a = |r: JournalRecord| j.append(&r).unwrap();
+    let fill = |amount, total, seq| Fill {
+        price: fx(100),
+        amount: fx(amount),
+        filled_total: fx(total),
+        trade_seq: seq,
+    };
+    // 1: filled and final, all taken. 2: accepted, part filled (taken), then the rest filled
+    // and final (not taken). 3: open, accepted (not taken).
+    for i in 1..=3u64 {
+        a(JournalRecord::Intent {
+            id: id(i),
+            tag: i,
+            intent: intent("BTC-PERPETUAL", 10),
+        });
+    }
+    let v = VenueOrderId::new("BTC-1").unwrap();
+    a(JournalRecord::Accepted {
+        id: id(1),
+        tag: 1,
+        venue_order_id: v,
+    }); // 4
+    a(JournalRecord::Fill {
+        id: id(1),
+        tag: 1,
+        fill: fill(10, 10, 1),
+    }); // 5
+    a(JournalRecord::Final {
+        id: id(1),
+        tag: 1,
+        reason: FinalReason::Filled,
+    }); // 6
+    a(JournalRecord::Accepted {
+        id: id(2),
+        tag: 2,
+        venue_order_id: v,
+    }); // 7
+    a(JournalRecord::Fill {
+        id: id(2),
+        tag: 2,
+        fill: fill(4, 4, 2),
+    }); // 8
+    a(JournalRecord::Consumed { upto_seq: 8 }); // 9
+    a(JournalRecord::Fill {
+        id: id(2),
+        tag: 2,
+        fill: fill(6, 10, 3),
+    }); // 10
+    a(JournalRecord::Final {
+        id: id(2),
+        tag: 2,
+        reason: FinalReason::Filled,
+    }); // 11
+    a(JournalRecord::Accepted {
+        id: id(3),
+        tag: 3,
+        venue_order_id: v,
+    }); // 12
+    drop(j);
+
+    let r = Journal::inspect(&path).unwrap();
+    assert_eq!(r.consumed_upto(), Some(8));
+    let seqs: Vec<(u64, u64, OrderEventKind)> = r
+        .replay()
+        .iter()
+        .map(|e| (e.seq, e.event.id.0, e.event.kind))
+        .collect();
+    assert_eq!(
+        seqs,
+        vec![
+            (10, 2, OrderEventKind::Filled(fill(6, 10, 3))),
+            (12, 3, OrderEventKind::Accepted)
+        ]
+    );
+    assert!(r.replay().iter().all(|e| e.event.resolved));
+
+    // Compaction: order 1 goes, order 2 stays (final, but its fill was not taken), the mark
+    // follows the renumbering (order 2's intent, order 3's intent, 7 and 8 → 1..=4).
+    let (j, r) = Journal::open(config(&path, 256, FlushPolicy::Never)).unwrap();
+    let ids: Vec<u64> = r.orders().iter().map(|o| o.id.0).collect();
+    assert_eq!(ids, [3], "only order 3 is open");
+    assert_eq!(r.consumed_upto(), Some(4));
+    let seqs: Vec<(u64, u64)> = r.replay().iter().map(|e| (e.seq, e.event.id.0)).collect();
+    assert_eq!(seqs, vec![(5, 2), (7, 3)]);
+    let entries = read_all(&path);
+    assert_eq!(entries.len(), 8);
+    assert_eq!(
+        entries[4].record,
+        JournalRecord::Fill {
+            id: id(2),
+            tag: 2,
+            fill: fill(6, 10, 3)
+        }
+    );
+    assert_eq!(entries[7].record, JournalRecord::Consumed { upto_seq: 4 });
+    drop(j);
+    // Opened again, nothing taken in between: the same replay.
+    let (mut j, r2) = Journal::open(config(&path, 256, FlushPolicy::Never)).unwrap();
+    assert_eq!(r2.replay(), r.replay());
+    // Everything taken: the final order is dropped, nothing is replayed.
+    let last = j.len();
+    j.append(&JournalRecord::Consumed { upto_seq: last })
+        .unwrap();
+    drop(j);
+    let (_j, r3) = Journal::open(config(&path, 256, FlushPolicy::Never)).unwrap();
+    assert!(r3.replay().is_empty());
+    assert_eq!(r3.orders().len(), 1);
+    assert_eq!(r3.final_orders(), 1);
 }
 
 #[test]

@@ -153,3 +153,162 @@ fn restart_refuses_a_journal_it_cannot_read() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Run 1: order 1 is accepted and its event taken (`take_first`); order 2 fills completely
+/// (accepted, filled, final) but the strategy never takes those events. The process stops
+/// there.
+fn fill_journaled_but_not_consumed(dir: &TempDir) {
+    run_one(dir, true);
+}
+
+fn run_one(dir: &TempDir, take_first: bool) {
+    let mut p = Pair::new(journaled(dir));
+    p.consume = take_first;
+    p.live();
+    p.order(buy(1, 10, 100));
+    p.reply(
+        "private/buy",
+        json!({"order": order_obj(BASE, "open", 10, 0, 100), "trades": []}),
+    );
+    assert_eq!(p.kinds(BASE), vec![(OrderEventKind::Accepted, false)]);
+    p.consume = false;
+    p.order(buy(2, 10, 100));
+    p.reply(
+        "private/buy",
+        json!({"order": order_obj(BASE + 1, "filled", 10, 10, 100),
+               "trades": [trade_obj(BASE + 1, 7, 10, 100, "filled")]}),
+    );
+    assert_eq!(
+        p.kinds(BASE + 1),
+        vec![
+            (OrderEventKind::Accepted, false),
+            (OrderEventKind::Filled(filled_10()), false)
+        ],
+        "pushed, but not taken by the strategy"
+    );
+}
+
+fn filled_10() -> Fill {
+    Fill {
+        price: px(100),
+        amount: px(10),
+        filled_total: px(10),
+        trade_seq: 7,
+    }
+}
+
+#[test]
+fn restart_replays_a_journaled_fill_the_strategy_never_took_exactly_once() {
+    let dir = TempDir::new("replay");
+    fill_journaled_but_not_consumed(&dir);
+    let mut p = Pair::new(journaled(&dir));
+    p.drain();
+    // The final order's events come back first, resolved, once each.
+    assert_eq!(
+        p.kinds(BASE + 1),
+        vec![
+            (OrderEventKind::Accepted, true),
+            (OrderEventKind::Filled(filled_10()), true)
+        ]
+    );
+    assert_eq!(p.order_events[0].id, ClientOrderId(BASE + 1));
+    assert_eq!(p.order_events[1].id, ClientOrderId(BASE + 1));
+    // The consumed acceptance of order 1 is not replayed: it is open, so reconciled as before.
+    assert_eq!(p.kinds(BASE), vec![(OrderEventKind::Unknown, false)]);
+    p.clear();
+    p.connect_to_reconcile();
+    p.reply("private/enable_cancel_on_disconnect", json!("ok"));
+    let queries: Vec<_> = p
+        .sent
+        .iter()
+        .filter(|r| r["method"] == "private/get_order_state_by_label")
+        .map(|r| r["params"]["label"].clone())
+        .collect();
+    assert_eq!(
+        queries,
+        vec![json!(label(BASE))],
+        "the final order is not queried"
+    );
+    p.reply(
+        "private/get_order_state_by_label",
+        json!([order_obj(BASE, "open", 10, 0, 100)]),
+    );
+    assert_eq!(p.s.state(), SessionState::Live);
+    assert!(
+        p.kinds(BASE + 1).is_empty(),
+        "delivered once: {:?}",
+        p.order_events
+    );
+    drop(p);
+    // Taken in run 2: a third run replays nothing of it.
+    let mut p = Pair::new(journaled(&dir));
+    p.drain();
+    assert!(p.kinds(BASE + 1).is_empty(), "{:?}", p.order_events);
+    assert_eq!(p.kinds(BASE), vec![(OrderEventKind::Unknown, false)]);
+}
+
+#[test]
+fn events_replayed_but_again_not_taken_are_replayed_after_the_next_restart_too() {
+    let dir = TempDir::new("replay-twice");
+    fill_journaled_but_not_consumed(&dir);
+    // Run 2 dies before its strategy takes anything (compaction kept the final order).
+    let mut p = Pair::new(journaled(&dir));
+    p.consume = false;
+    p.drain();
+    assert_eq!(p.kinds(BASE + 1).len(), 2);
+    drop(p);
+    let mut p = Pair::new(journaled(&dir));
+    p.drain();
+    assert_eq!(
+        p.kinds(BASE + 1),
+        vec![
+            (OrderEventKind::Accepted, true),
+            (OrderEventKind::Filled(filled_10()), true)
+        ]
+    );
+    drop(p);
+    let mut p = Pair::new(journaled(&dir));
+    p.drain();
+    assert!(p.kinds(BASE + 1).is_empty(), "{:?}", p.order_events);
+}
+
+#[test]
+fn a_journal_without_consumed_marks_from_an_earlier_build_replays_nothing() {
+    use spinwire_engine::orders::journal::{scan, Header, Journal, JournalRecord, HEADER_SIZE};
+    let dir = TempDir::new("legacy");
+    run_one(&dir, false);
+    let path = dir.0.join("orders.jrnl");
+    let mut marks = 0;
+    scan(&path, |e| {
+        marks += usize::from(matches!(e.record, JournalRecord::Consumed { .. }));
+    })
+    .unwrap();
+    assert_eq!(marks, 0, "nothing was taken");
+    // This build's file: no mark means nothing was taken, so both orders' events replay.
+    let r = Journal::inspect(&path).unwrap();
+    assert!(r.tracks_consumption());
+    assert_eq!(r.replay().len(), 3, "{:?}", r.replay());
+    // An earlier build's file (no flags in its header): recovered as before, no replay.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut hb = [0u8; HEADER_SIZE];
+    hb.copy_from_slice(&bytes[..HEADER_SIZE]);
+    let mut h = Header::decode(&hb).unwrap();
+    assert_eq!(h.flags, Header::FLAG_CONSUMED);
+    h.flags = 0;
+    bytes[..HEADER_SIZE].copy_from_slice(&h.encode());
+    std::fs::write(&path, &bytes).unwrap();
+    let r = Journal::inspect(&path).unwrap();
+    assert!(!r.tracks_consumption());
+    assert!(r.replay().is_empty());
+    let mut p = Pair::new(journaled(&dir));
+    p.consume = false;
+    p.drain();
+    assert!(p.kinds(BASE + 1).is_empty(), "{:?}", p.order_events);
+    assert_eq!(p.kinds(BASE), vec![(OrderEventKind::Unknown, false)]);
+    drop(p);
+    // Compaction wrote the mark for it: still nothing replayed on the next start.
+    let mut p = Pair::new(journaled(&dir));
+    p.drain();
+    assert!(p.kinds(BASE + 1).is_empty(), "{:?}", p.order_events);
+    assert_eq!(p.kinds(BASE), vec![(OrderEventKind::Unknown, false)]);
+}

@@ -5,7 +5,10 @@
 //! With `--journal` the engine records every order in an append-only journal; started again
 //! on the same journal after a crash (`kill -9`), it replays it and reconciles the orders of
 //! the earlier run with the venue before sending anything new; their events are printed with
-//! `"resolved":true` and the summary counts them as `restored`.
+//! `"resolved":true` and the summary counts them as `restored`. An event is printed only once
+//! the engine has marked it consumed in the journal (`OrderEventsMarked`): the events of the
+//! earlier run that were not are replayed on the restart instead, so across a `kill -9` each
+//! is printed once.
 //!
 //! The strategy side here is deliberately simple: order `k` (0-based) is a buy when `k` is
 //! even and a sell when odd; every `--cross-every`-th order crosses the spread by 10 ticks
@@ -476,6 +479,9 @@ fn run(args: &OrdersArgs, out: &mut impl Write) -> Result<bool, String> {
     let mut first_live: Option<Instant> = None;
     let mut failed: Option<String> = None;
     let mut cancel_all_sent = false;
+    // Order events printed (counted from the first popped), and popped but not yet printed.
+    let mut printed = 0u64;
+    let mut held: std::collections::VecDeque<OrderEvent> = std::collections::VecDeque::new();
     let ok = loop {
         let mut busy = false;
         while let Some(ev) = h.events.pop() {
@@ -501,13 +507,30 @@ fn run(args: &OrdersArgs, out: &mut impl Write) -> Result<bool, String> {
         if st.reference.is_none() {
             st.reference = top.mid();
         }
+        // An event is acted on (printed) only once the engine has marked it consumed in the
+        // journal: one popped but not yet marked is replayed after a crash, so printing it
+        // first would print it twice across a kill -9 and a restart.
         while let Some(e) = h.order_events.pop() {
+            busy = true;
+            held.push_back(e);
+        }
+        let marked = h.order_events_marked.get();
+        while printed < marked {
+            let Some(e) = held.pop_front() else { break };
+            printed += 1;
             busy = true;
             let line = event_json(&e);
             writeln!(out, "{line}").map_err(|e| format!("stdout: {e}"))?;
             if let Some(follow) = st.apply(&e) {
                 push(&mut h, follow, &mut backlog);
             }
+        }
+        if !held.is_empty() {
+            // Waiting for the engine's mark (at most one of its loop turns): no sleep, so the
+            // events are printed within microseconds of being marked (a kill in between
+            // would lose them: they are not replayed).
+            busy = true;
+            std::thread::yield_now();
         }
         let _ = out.flush();
         let backlog_now = std::mem::take(&mut backlog);

@@ -46,6 +46,18 @@
 //! `fsync`ed), so a journal never grows across restarts. A new journal is created the same way.
 //! On any error nothing at `<path>` is changed.
 //!
+//! # Consumed marks and replay
+//! A [`JournalRecord::Consumed`] record says the strategy has taken every order event caused
+//! by the records up to its `upto_seq` (the session driver writes one per loop turn in which
+//! the strategy popped events; see [`crate::orders`]). Recovery remembers the last mark and
+//! hands out, as [`Recovery::replay`], the events of the records after it, of every order,
+//! final or not. Compaction therefore also keeps every record of a final order that still
+//! has an event to replay, and writes the mark again, renumbered, after the carried records
+//! (no record when nothing carried was taken). Files this build writes set
+//! [`Header::FLAG_CONSUMED`]: in them, no mark means nothing was taken. A file of an earlier
+//! build (flag clear, no mark) replays nothing: it is recovered as before, and its compacted
+//! file marks everything carried as taken.
+//!
 //! # Client order ids across restarts
 //! See [`mint_base`].
 //!
@@ -109,8 +121,8 @@ pub use record::{
     VenueOrderId, RECORD_SIZE, VENUE_ORDER_ID_LEN,
 };
 pub use recovery::{
-    scan, Header, PendingEdit, RecoveredOrder, RecoveredState, Recovery, ScanSummary, TornTail,
-    HEADER_SIZE, MAGIC, VERSION,
+    scan, Header, PendingEdit, RecoveredOrder, RecoveredState, Recovery, ReplayEvent, ScanSummary,
+    TornTail, HEADER_SIZE, MAGIC, VERSION,
 };
 
 /// When appended records are forced to disk (`msync`). Whatever the policy, an appended record
@@ -443,20 +455,46 @@ impl Journal {
                 compacted_records: 0,
                 existed: false,
                 generation: 0,
+                replay: Vec::new(),
+                consumed_upto: None,
+                tracks_consumption: true,
             };
             (recovery, None, None)
         };
 
-        // 3. The records to carry over.
+        // 3. The records to carry over, renumbered; the events to replay follow their
+        // records' new numbers, and the consumed mark is written again in the new numbering.
         let mut carried: Vec<[u8; RECORD_SIZE]> = Vec::new();
         if let Some(fold) = &fold {
+            let old_mark = fold.consumed_mark();
+            let mut new_mark = 0u64;
+            let mut next_replay = 0usize;
+            let replay = &mut recovery.replay;
             scan(&path, |e| {
                 if fold.keeps(e) {
+                    let seq = carried.len() as u64 + 1;
                     let mut slot = [0u8; RECORD_SIZE];
-                    record::encode(&e.record, carried.len() as u64 + 1, e.at_unix_ns, &mut slot);
+                    record::encode(&e.record, seq, e.at_unix_ns, &mut slot);
                     carried.push(slot);
+                    if e.seq <= old_mark {
+                        new_mark = seq;
+                    }
+                    if let Some(r) = replay.get_mut(next_replay) {
+                        if r.seq == e.seq {
+                            r.seq = seq;
+                            next_replay += 1;
+                        }
+                    }
                 }
             })?;
+            debug_assert_eq!(next_replay, replay.len(), "every replayed record is kept");
+            if new_mark > 0 {
+                let mut slot = [0u8; RECORD_SIZE];
+                let mark = JournalRecord::Consumed { upto_seq: new_mark };
+                record::encode(&mark, carried.len() as u64 + 1, unix_now_ns(), &mut slot);
+                carried.push(slot);
+            }
+            recovery.consumed_upto = (new_mark > 0).then_some(new_mark);
         }
         if carried.len() as u64 > capacity {
             return Err(JournalError::CapacityTooSmall {
@@ -473,6 +511,7 @@ impl Journal {
             capacity,
             id_floor: recovery.next_id_floor,
             generation: header.map_or(0, |h| h.generation + 1),
+            flags: Header::FLAG_CONSUMED,
         };
         let tmp = with_suffix(&path, ".compact");
         let file = match write_fresh(&tmp, &header, &carried, file_len) {
@@ -739,6 +778,7 @@ fn prefault(shared: &Shared, from: u64, capacity: u64) -> Option<u64> {
 fn read(path: &Path) -> Result<(Recovery, recovery::Fold, ScanSummary), JournalError> {
     let mut fold = recovery::Fold::new();
     let summary = scan(path, |e| fold.add(e))?;
+    fold.settle(&summary.header);
     let recovery = fold.finish(path, &summary.header, summary.torn_tail);
     Ok((recovery, fold, summary))
 }

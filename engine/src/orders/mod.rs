@@ -38,6 +38,26 @@
 //! - **Restart**: with a journal, [`journal::Recovery::orders`] become `Unknown` orders and the
 //!   same reconciliation runs after the first authentication; new ids start above the
 //!   journal's floor.
+//! - **Events the strategy never took** (issue 6: a fill journaled and pushed on the ring, the
+//!   process killed before the strategy popped it): every event carries the sequence number of
+//!   the journal record that caused it ([`crate::session::Session::poll_order_event_seq`];
+//!   an event with no record of its own carries the last record appended before it). The
+//!   driver keeps those numbers for the events on the OrderEvent ring and, each turn the
+//!   strategy took some (the producer's `len()` fell), journals one
+//!   [`journal::JournalRecord::Consumed`] mark with the number of the last one taken
+//!   ([`crate::session::Session::order_events_consumed`]) and publishes the count
+//!   ([`crate::session::driver::OrderEventsMarked`]). On restart, every record after the last
+//!   mark that the strategy saw as an event (`Accepted`, `Rejected`, `Fill`, `Edited`,
+//!   `Cancelled`, `Expired`, `Resent`, `Unknown`) of any order, final or not, is replayed
+//!   ([`journal::Recovery::replay`]) as an event with `resolved: true`, in record order,
+//!   before any other event; then the open orders are reconciled as above (an open order
+//!   whose end was journaled but not marked final reports that end only through the replay).
+//!   A record is always appended just before its event is queued, so "everything up to the
+//!   mark was taken" is exact: nothing taken is replayed, nothing not taken is lost. Events
+//!   with no record (a refusal, `ChangeRejected`, the `Accepted` that ends a reconciliation
+//!   with nothing new) are not replayed: what they report is reconciled again or was local.
+//!   A journal of an earlier build (no [`journal::Header::FLAG_CONSUMED`], no mark) replays
+//!   nothing, as before; in a file of this build, no mark means nothing was taken.
 //!
 //! Everything is preallocated in [`crate::session::Session::new`] (table, indexes, queues,
 //! request table, event queue); the steady order path allocates nothing.

@@ -289,9 +289,15 @@ pub(crate) struct OrderTracker {
     /// Wake-up for the rate limit or a queued order's time-to-live, ns.
     wake_at: Option<u64>,
     next_id: u64,
-    events: VecDeque<OrderEvent>,
+    /// Events not yet taken, each with the sequence number of the journal record that caused
+    /// it (the last record appended when it was emitted; 0 without a journal). Invariant: the
+    /// numbers never decrease from front to back, and every record that caused an event
+    /// further back has a larger number (each record is appended just before its event).
+    events: VecDeque<(OrderEvent, u64)>,
     stats: OrderStats,
     journal: Option<Journal>,
+    /// The last `Consumed` mark written (or recovered), a journal sequence number.
+    consumed_mark: u64,
     /// Cancel-on-disconnect must be (re)armed on this connection.
     want_cod: bool,
     cod_out: bool,
@@ -356,15 +362,22 @@ impl OrderTracker {
             qbucket: TokenBucket::new(cfg.query_rate),
             wake_at: None,
             next_id: base.max(1),
-            events: VecDeque::with_capacity(4 * max + 64),
+            events: VecDeque::with_capacity(
+                4 * max + 64 + recovery.map_or(0, |r| r.replay().len()),
+            ),
             stats: OrderStats::default(),
             journal,
+            consumed_mark: recovery.and_then(|r| r.consumed_upto()).unwrap_or(0),
             want_cod: false,
             cod_out: false,
             reconciling: false,
             failed: false,
         };
         if let Some(r) = recovery {
+            // What the stopped process's strategy had not taken, first.
+            for ev in r.replay() {
+                t.events.push_back((ev.event, ev.seq));
+            }
             t.adopt_recovery(r, instruments)?;
         }
         Ok(t)
@@ -453,10 +466,14 @@ impl OrderTracker {
                     continue;
                 }
             };
-            // Its end was journaled before the stop: report it and write the `Final` record.
+            // Its end was journaled before the stop: report it (unless the journal tracks
+            // consumption: then the strategy took that event, or it is in the replay) and
+            // write the `Final` record.
             match ending {
                 Some((kind, reason)) => {
-                    self.emit(0, i, kind);
+                    if !r.tracks_consumption() {
+                        self.emit(0, i, kind);
+                    }
                     self.finish(0, i, reason);
                 }
                 None => self.finish(0, i, FinalReason::Filled),
@@ -565,7 +582,9 @@ impl OrderTracker {
             RecordKind::Resent => JournalRecord::Resent { id, tag },
             RecordKind::Unknown => JournalRecord::Unknown { id, tag },
             // Built by their own helpers (they carry data the slot does not).
-            RecordKind::Rejected | RecordKind::Fill | RecordKind::Final => return true,
+            RecordKind::Rejected | RecordKind::Fill | RecordKind::Final | RecordKind::Consumed => {
+                return true
+            }
         };
         self.journal_record(now, rec)
     }
@@ -612,8 +631,30 @@ impl OrderTracker {
         self.stats
     }
 
-    pub(crate) fn poll_event(&mut self) -> Option<OrderEvent> {
+    /// The next event, with the sequence number of the journal record that caused it.
+    pub(crate) fn poll_event(&mut self) -> Option<(OrderEvent, u64)> {
         self.events.pop_front()
+    }
+
+    /// The strategy has taken every event whose record number is at most `upto_seq`: journals
+    /// a [`JournalRecord::Consumed`] mark when it moved. No allocation.
+    pub(crate) fn consumed(&mut self, upto_seq: u64) {
+        if upto_seq <= self.consumed_mark || self.journal.is_none() {
+            return;
+        }
+        if self.journal_record(0, JournalRecord::Consumed { upto_seq }) {
+            self.consumed_mark = upto_seq;
+        }
+    }
+
+    /// The last consumed mark written or recovered.
+    pub(crate) fn consumed_mark(&self) -> u64 {
+        self.consumed_mark
+    }
+
+    /// Sequence number of the last journal record (0: none, or no journal).
+    fn last_seq(&self) -> u64 {
+        self.journal.as_ref().map_or(0, |j| j.len())
     }
 
     /// Next wake-up the tracker needs (rate limit, time-to-live), ns.
@@ -745,8 +786,9 @@ impl OrderTracker {
         match (slot.phase, c) {
             (Phase::Free, _) => {}
             (Phase::Pending, Change::Cancel) if !slot.resend => {
-                // Never sent: cancelled here.
-                self.journal_append(now, i, RecordKind::CancelIntent);
+                // Never sent: cancelled here (a `Cancelled` record: its event is replayed
+                // after a restart if the strategy had not taken it).
+                self.journal_append(now, i, RecordKind::Cancelled);
                 self.emit(now, i, OrderEventKind::Cancelled);
                 self.stats.cancelled += 1;
                 self.finish(now, i, FinalReason::Cancelled);
@@ -1838,13 +1880,17 @@ impl OrderTracker {
 
     fn refuse(&mut self, now: u64, tag: u64, id: ClientOrderId, reason: LocalReason) {
         self.stats.refused += 1;
-        self.events.push_back(OrderEvent {
-            at_ns: now,
-            tag,
-            id,
-            resolved: false,
-            kind: OrderEventKind::Refused { reason },
-        });
+        let seq = self.last_seq();
+        self.events.push_back((
+            OrderEvent {
+                at_ns: now,
+                tag,
+                id,
+                resolved: false,
+                kind: OrderEventKind::Refused { reason },
+            },
+            seq,
+        ));
     }
 
     fn refuse_slot(&mut self, now: u64, i: usize, reason: LocalReason) {
@@ -1855,15 +1901,19 @@ impl OrderTracker {
 
     fn emit(&mut self, now: u64, i: usize, kind: OrderEventKind) {
         self.slots[i].unknown_reported = kind == OrderEventKind::Unknown;
+        let seq = self.last_seq();
         let s = &self.slots[i];
         // Never dropped: past its preallocated capacity the queue grows (cold).
-        self.events.push_back(OrderEvent {
-            at_ns: now,
-            tag: s.tag,
-            id: s.id,
-            resolved: s.resolving,
-            kind,
-        });
+        self.events.push_back((
+            OrderEvent {
+                at_ns: now,
+                tag: s.tag,
+                id: s.id,
+                resolved: s.resolving,
+                kind,
+            },
+            seq,
+        ));
     }
 
     /// The order is final: frees its slot.

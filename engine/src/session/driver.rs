@@ -17,6 +17,13 @@
 //! the queue grows) and go first on the next turns; its high-water mark is
 //! [`OrderStats::overflow_high_water`].
 //!
+//! Consumed marks: the driver keeps the journal number of every order event it pushed
+//! ([`Session::poll_order_event_seq`]) until the strategy takes it; each turn, when the ring's
+//! length ([`Producer::len`]) shows the strategy took some, it hands the number of the last
+//! one taken to [`Session::order_events_consumed`] (one journal record per turn at most), then
+//! publishes how many are marked ([`OrderEventsMarked`]). After a `kill -9`, the restarted
+//! session replays the events pushed but not marked taken.
+//!
 //! Latency: with a [`Recorder`] ([`Driver::set_recorder`]) the driver records the engine-side
 //! stages (socket → frame → record → ring, order popped → wire, order round trip, reconnect
 //! downtime) and rotates the recorder once per turn; with [`DriverConfig::push_stamps`] it
@@ -29,7 +36,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -214,6 +221,27 @@ pub struct DriverStats {
     pub orders: OrderStats,
 }
 
+/// How many order events the driver has seen taken off the OrderEvent ring and marked
+/// consumed in the journal (a `Consumed` record, in the page cache: it survives `kill -9`);
+/// with no journal, how many it has seen taken. Counted from the first event popped; it
+/// trails the strategy's pops by at most one loop turn.
+///
+/// A strategy whose effects must happen exactly once across a crash of the process acts on
+/// the `n`-th event popped only once this count reaches `n`: an event popped but not yet
+/// marked is replayed after a restart (with `resolved: true`), so acting on it first would
+/// act twice. (Between the mark and the action a crash still loses the action: the window is
+/// the strategy's own, from reading this count to its effect.)
+#[derive(Debug, Clone, Default)]
+pub struct OrderEventsMarked(Arc<AtomicU64>);
+
+impl OrderEventsMarked {
+    /// The count now.
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// The strategy's ends of a driver's rings.
 #[derive(Debug)]
 pub struct DriverEnds {
@@ -225,6 +253,9 @@ pub struct DriverEnds {
     pub orders: Producer<OrderRequest>,
     /// Order events (engine → strategy; never dropped).
     pub order_events: Consumer<OrderEvent>,
+    /// How many order events (counted from the first popped) the driver has seen taken off
+    /// the OrderEvent ring and marked consumed in the journal (see [`OrderEventsMarked`]).
+    pub order_events_marked: OrderEventsMarked,
     /// Push times of the market-data records, when [`DriverConfig::push_stamps`] is set.
     pub push_times: Option<PushTimes>,
     /// Session events for a logger thread, when [`DriverConfig::log_ring`] is not 0.
@@ -242,6 +273,8 @@ pub struct DriverHandle {
     pub orders: Producer<OrderRequest>,
     /// Order events (engine → strategy; never dropped).
     pub order_events: Consumer<OrderEvent>,
+    /// Order events marked consumed in the journal (see [`OrderEventsMarked`]).
+    pub order_events_marked: OrderEventsMarked,
     /// Raise to stop: the session logs out, the thread ends.
     pub stop: Arc<AtomicBool>,
     /// The driver thread; yields the final counters.
@@ -267,8 +300,18 @@ pub struct Driver {
     md_tx: Producer<MdRecord>,
     orders_rx: Consumer<OrderRequest>,
     order_events_tx: Producer<OrderEvent>,
-    /// Order events waiting for room on their ring (preallocated; grows rather than drop).
-    overflow: VecDeque<OrderEvent>,
+    /// Order events waiting for room on their ring, with their journal numbers
+    /// (preallocated; grows rather than drop).
+    overflow: VecDeque<(OrderEvent, u64)>,
+    /// Journal numbers of the order events pushed on the ring and not yet known taken, in
+    /// push order. Invariant: `len() >= order_events_tx.len()` (the strategy only takes);
+    /// at most twice the ring's capacity (those on the ring when the takes were counted, plus
+    /// the pushes of the same turn, each into a free slot), for which it is preallocated.
+    ring_seqs: VecDeque<u64>,
+    /// Order events seen taken off the ring (and marked consumed in the journal) so far.
+    taken: u64,
+    /// `taken`, published for the strategy.
+    marked: OrderEventsMarked,
     order_batch: usize,
     stats: DriverStats,
     /// Drive the connection again without waiting for readiness.
@@ -319,6 +362,7 @@ impl Driver {
         let (md_tx, md_rx) = channel(config.md_ring);
         let (orders_tx, orders_rx) = channel(config.order_ring);
         let (order_events_tx, order_events_rx) = channel(config.order_event_ring);
+        let marked = OrderEventsMarked::default();
         // At most one stamp per record in the MarketData ring: the same capacity never fills.
         let (stamps_tx, push_times) = if config.push_stamps {
             let (tx, rx) = channel(config.md_ring);
@@ -352,8 +396,11 @@ impl Driver {
                 events_tx,
                 md_tx,
                 orders_rx,
-                order_events_tx,
                 overflow: VecDeque::with_capacity(config.order_overflow),
+                ring_seqs: VecDeque::with_capacity(2 * order_events_tx.capacity()),
+                taken: 0,
+                marked: marked.clone(),
+                order_events_tx,
                 order_batch: config.order_batch.max(1),
                 stats: DriverStats::default(),
                 again: false,
@@ -367,6 +414,7 @@ impl Driver {
                 md: md_rx,
                 orders: orders_tx,
                 order_events: order_events_rx,
+                order_events_marked: marked,
                 push_times,
                 log: log_rx,
             },
@@ -402,6 +450,7 @@ impl Driver {
             md: ends.md,
             orders: ends.orders,
             order_events: ends.order_events,
+            order_events_marked: ends.order_events_marked,
             stop,
             thread,
         })
@@ -767,18 +816,35 @@ impl Driver {
                 self.stats.events_dropped += 1;
             }
         }
+        // Order events the strategy took since the last turn: one consumed mark in the
+        // journal for all of them (a restart replays only the events after it).
+        let taken = self
+            .ring_seqs
+            .len()
+            .saturating_sub(self.order_events_tx.len());
+        if taken > 0 {
+            let mut upto = 0;
+            for _ in 0..taken {
+                upto = self.ring_seqs.pop_front().unwrap_or(upto);
+            }
+            self.session.order_events_consumed(upto);
+            self.taken += taken as u64;
+            self.marked.0.store(self.taken, Ordering::Release);
+        }
         // Order events: what waits in the overflow queue first, in order; never dropped.
-        while let Some(&e) = self.overflow.front() {
+        while let Some(&(e, seq)) = self.overflow.front() {
             if self.order_events_tx.push(e).is_err() {
                 break;
             }
             self.overflow.pop_front();
+            self.ring_seqs.push_back(seq);
             self.stats.order_events += 1;
         }
-        while let Some(e) = self.session.poll_order_event() {
+        while let Some((e, seq)) = self.session.poll_order_event_seq() {
             if !self.overflow.is_empty() || self.order_events_tx.push(e).is_err() {
-                self.overflow.push_back(e);
+                self.overflow.push_back((e, seq));
             } else {
+                self.ring_seqs.push_back(seq);
                 self.stats.order_events += 1;
             }
         }

@@ -47,8 +47,10 @@
 //! # Orders
 //! With [`SessionConfig::orders`] set (its `instruments`, and credentials), the session also
 //! runs the order path ([`crate::orders`]): [`Session::handle_order`] takes a strategy's
-//! [`OrderRequest`], [`Session::poll_order_event`] hands out [`OrderEvent`]s,
-//! [`Session::order_stats`] counts. It subscribes `user.orders.{instrument}.raw` and
+//! [`OrderRequest`], [`Session::poll_order_event`] hands out [`OrderEvent`]s
+//! ([`Session::poll_order_event_seq`] with their journal numbers, which the caller hands back
+//! through [`Session::order_events_consumed`] once the strategy took them, so a restart
+//! replays exactly the events it had not), [`Session::order_stats`] counts. It subscribes `user.orders.{instrument}.raw` and
 //! `user.trades.{instrument}.raw` for each order instrument itself. On every connection,
 //! once authenticated and subscribed, the session *reconciles* before it goes `Live`:
 //! cancel-on-disconnect is armed when configured, every order whose state must be learned
@@ -780,10 +782,36 @@ impl Session {
         self.orders.request(now, request);
     }
 
-    /// The next order event (never dropped: they wait here until taken).
+    /// The next order event (never dropped: they wait here until taken). Taking it here does
+    /// not mark it consumed: see [`Session::poll_order_event_seq`].
     #[inline]
     pub fn poll_order_event(&mut self) -> Option<OrderEvent> {
+        self.orders.poll_event().map(|(e, _)| e)
+    }
+
+    /// The next order event with the journal sequence number of the record that caused it
+    /// (for an event with no record of its own, the last record appended before it; 0
+    /// without a journal). The numbers never decrease. Once the strategy has taken every
+    /// event up to one numbered `n`, pass `n` to [`Session::order_events_consumed`]: after a
+    /// crash, the restarted session replays (with `resolved: true`) the events of the
+    /// records after the last such mark.
+    #[inline]
+    pub fn poll_order_event_seq(&mut self) -> Option<(OrderEvent, u64)> {
         self.orders.poll_event()
+    }
+
+    /// The strategy has taken every order event whose number
+    /// ([`Session::poll_order_event_seq`]) is at most `upto_seq`: journals a `Consumed` mark
+    /// when it moved past the last one (nothing without a journal). Call it at most once per
+    /// loop turn. Allocates nothing.
+    #[inline]
+    pub fn order_events_consumed(&mut self, upto_seq: u64) {
+        self.orders.consumed(upto_seq);
+    }
+
+    /// The last consumed mark journaled (or recovered from the journal); 0: none.
+    pub fn order_events_consumed_mark(&self) -> u64 {
+        self.orders.consumed_mark()
     }
 
     /// Starts the session: asks for a connection ([`Action::Connect`]).

@@ -120,6 +120,9 @@ pub struct Pair {
     pub actions: Vec<Action>,
     pub events: Vec<EventKind>,
     pub order_events: Vec<OrderEvent>,
+    /// `drain` marks the order events it takes consumed (default); `false`: the strategy
+    /// never took them (as if the process died with them on the ring).
+    pub consume: bool,
 }
 
 impl Pair {
@@ -132,6 +135,7 @@ impl Pair {
             actions: vec![],
             events: vec![],
             order_events: vec![],
+            consume: true,
         }
     }
 
@@ -149,8 +153,14 @@ impl Pair {
         while let Some(e) = self.s.poll_event() {
             self.events.push(e.kind);
         }
-        while let Some(e) = self.s.poll_order_event() {
+        // The test is the strategy: it takes every event at once (a consumed mark).
+        let mut upto = None;
+        while let Some((e, seq)) = self.s.poll_order_event_seq() {
             self.order_events.push(e);
+            upto = Some(seq);
+        }
+        if let (Some(seq), true) = (upto, self.consume) {
+            self.s.order_events_consumed(seq);
         }
     }
 

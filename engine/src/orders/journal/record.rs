@@ -170,6 +170,8 @@ pub enum RecordKind {
     Unknown = 12,
     /// [`JournalRecord::Final`].
     Final = 13,
+    /// [`JournalRecord::Consumed`].
+    Consumed = 14,
 }
 
 /// One journal record: what happened to which order. Every variant carries the order's
@@ -281,7 +283,8 @@ pub enum JournalRecord {
         /// The strategy's tag.
         tag: u64,
     },
-    /// The order is done: recovery forgets it and compaction drops its records.
+    /// The order is done: recovery forgets it, and compaction drops its records once every
+    /// event they caused was consumed ([`JournalRecord::Consumed`]).
     Final {
         /// The order's id.
         id: ClientOrderId,
@@ -289,6 +292,14 @@ pub enum JournalRecord {
         tag: u64,
         /// Why.
         reason: FinalReason,
+    },
+    /// The strategy has taken every order event caused by the records up to `upto_seq` (this
+    /// file's sequence numbers) off the OrderEvent ring: after a restart only the events of
+    /// later records are replayed. Names no order (id and tag 0). Written by the session
+    /// driver at most once per loop turn, when the count of events taken moved.
+    Consumed {
+        /// Sequence number of the last record whose events the strategy has taken.
+        upto_seq: u64,
     },
 }
 
@@ -309,6 +320,7 @@ impl JournalRecord {
             | JournalRecord::Resent { id, .. }
             | JournalRecord::Unknown { id, .. }
             | JournalRecord::Final { id, .. } => id,
+            JournalRecord::Consumed { .. } => ClientOrderId(0),
         }
     }
 
@@ -328,6 +340,7 @@ impl JournalRecord {
             | JournalRecord::Resent { tag, .. }
             | JournalRecord::Unknown { tag, .. }
             | JournalRecord::Final { tag, .. } => tag,
+            JournalRecord::Consumed { .. } => 0,
         }
     }
 
@@ -347,6 +360,7 @@ impl JournalRecord {
             JournalRecord::Resent { .. } => RecordKind::Resent,
             JournalRecord::Unknown { .. } => RecordKind::Unknown,
             JournalRecord::Final { .. } => RecordKind::Final,
+            JournalRecord::Consumed { .. } => RecordKind::Consumed,
         }
     }
 }
@@ -463,6 +477,7 @@ pub fn encode(record: &JournalRecord, seq: u64, at_unix_ns: u64, out: &mut [u8; 
                 FinalReason::Refused => 4,
             };
         }
+        JournalRecord::Consumed { upto_seq } => put_u64(out, P, upto_seq),
         JournalRecord::CancelIntent { .. }
         | JournalRecord::Cancelled { .. }
         | JournalRecord::Expired { .. }
@@ -611,6 +626,10 @@ pub fn decode(b: &[u8; RECORD_SIZE]) -> Result<JournalEntry, &'static str> {
                 _ => return Err("bad final reason"),
             },
         },
+        14 if id.0 == 0 && tag == 0 => JournalRecord::Consumed {
+            upto_seq: get_u64(b, P),
+        },
+        14 => return Err("consumed mark names an order"),
         _ => return Err("unknown record kind"),
     };
     Ok(JournalEntry {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::record::{self, JournalEntry, JournalRecord, OrderIntent, VenueOrderId, RECORD_SIZE};
 use super::JournalError;
 use crate::md::Fixed;
-use crate::orders::ClientOrderId;
+use crate::orders::{ClientOrderId, OrderEvent, OrderEventKind};
 
 /// The file's first 8 bytes.
 pub const MAGIC: [u8; 8] = *b"SWJRNL01";
@@ -29,7 +29,8 @@ pub const HEADER_SIZE: usize = RECORD_SIZE;
 /// | 24..32 | capacity, records |
 /// | 32..40 | id floor: greater than every id of the files this one was compacted from |
 /// | 40..48 | generation: 0 for a new journal, +1 at each compaction |
-/// | 48..124 | zero |
+/// | 48..56 | flags: bit 0 [`Header::FLAG_CONSUMED`] |
+/// | 56..124 | zero |
 /// | 124..128 | CRC-32C of bytes 0..124 |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -41,9 +42,16 @@ pub struct Header {
     pub id_floor: u64,
     /// How many compactions led to this file.
     pub generation: u64,
+    /// Format flags ([`Header::FLAG_CONSUMED`]); 0 in files of builds before them.
+    pub flags: u64,
 }
 
 impl Header {
+    /// The file tracks what the strategy consumed ([`JournalRecord::Consumed`]): with no
+    /// `Consumed` record, nothing was consumed. Without the flag (a file of an earlier build),
+    /// everything before the first `Consumed` record counts as consumed.
+    pub const FLAG_CONSUMED: u64 = 1;
+
     /// The encoded header.
     pub fn encode(&self) -> [u8; HEADER_SIZE] {
         let mut b = [0u8; HEADER_SIZE];
@@ -54,6 +62,7 @@ impl Header {
         b[24..32].copy_from_slice(&self.capacity.to_le_bytes());
         b[32..40].copy_from_slice(&self.id_floor.to_le_bytes());
         b[40..48].copy_from_slice(&self.generation.to_le_bytes());
+        b[48..56].copy_from_slice(&self.flags.to_le_bytes());
         let crc = crc32c::crc32c(&b[..124]);
         b[124..].copy_from_slice(&crc.to_le_bytes());
         b
@@ -90,6 +99,7 @@ impl Header {
             capacity: u64_at(24),
             id_floor: u64_at(32),
             generation: u64_at(40),
+            flags: u64_at(48),
         })
     }
 }
@@ -396,7 +406,9 @@ impl RecoveredOrder {
             }
             JournalRecord::Expired { .. } => self.advance(RecoveredState::Expired),
             JournalRecord::Unknown { .. } => self.advance(RecoveredState::Unknown),
-            JournalRecord::Intent { .. } | JournalRecord::Final { .. } => {}
+            JournalRecord::Intent { .. }
+            | JournalRecord::Final { .. }
+            | JournalRecord::Consumed { .. } => {}
         }
     }
 }
@@ -414,6 +426,21 @@ pub struct Recovery {
     pub(super) compacted_records: u64,
     pub(super) existed: bool,
     pub(super) generation: u64,
+    pub(super) replay: Vec<ReplayEvent>,
+    pub(super) consumed_upto: Option<u64>,
+    pub(super) tracks_consumption: bool,
+}
+
+/// An order event the strategy had not taken when the process stopped: recovery hands it out
+/// again ([`Recovery::replay`]), with `resolved: true`, before any new event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayEvent {
+    /// Sequence number of the record that caused it (in the file as compacted by
+    /// [`Journal::open`](super::Journal::open); in the file read for
+    /// [`Journal::inspect`](super::Journal::inspect)).
+    pub seq: u64,
+    /// The event (`at_ns` 0, `resolved: true`).
+    pub event: OrderEvent,
 }
 
 impl Recovery {
@@ -441,7 +468,8 @@ impl Recovery {
         self.ignored_records
     }
 
-    /// Orders whose `Final` record was read (dropped by compaction).
+    /// Orders whose `Final` record was read (dropped by compaction, unless they still have
+    /// events to [`replay`](Recovery::replay)).
     pub fn final_orders(&self) -> u64 {
         self.final_orders
     }
@@ -470,6 +498,27 @@ impl Recovery {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The events of every record after the last [`JournalRecord::Consumed`] mark that the
+    /// strategy saw as an event (`Accepted`, `Rejected`, `Fill`, `Edited`, `Cancelled`,
+    /// `Expired`, `Resent`, `Unknown`), of any order, final or not, in record order: the
+    /// events the stopped process had produced but its strategy had not taken. Empty for a
+    /// file of an earlier build with no mark (see [`Recovery::tracks_consumption`]).
+    pub fn replay(&self) -> &[ReplayEvent] {
+        &self.replay
+    }
+
+    /// The last consumed mark (a sequence number in the same numbering as
+    /// [`ReplayEvent::seq`]); `None` when the file holds none.
+    pub fn consumed_upto(&self) -> Option<u64> {
+        self.consumed_upto
+    }
+
+    /// Whether the file read tracked consumption ([`Header::FLAG_CONSUMED`], or a `Consumed`
+    /// record). A file of an earlier build does not: nothing of it is replayed, as before.
+    pub fn tracks_consumption(&self) -> bool {
+        self.tracks_consumption
+    }
 }
 
 /// Folds a journal's records into its orders that are not final.
@@ -482,6 +531,15 @@ pub(super) struct Fold {
     max_id: u64,
     ignored: u64,
     records: u64,
+    /// Largest `upto_seq` of the `Consumed` records read.
+    mark: Option<u64>,
+    /// Events of the records after `mark` (old sequence numbers, ascending).
+    replay: Vec<ReplayEvent>,
+    /// Ids of orders with an event in `replay` (kept by compaction even when final); filled
+    /// by [`Fold::settle`].
+    unconsumed: HashMap<u64, ()>,
+    /// The file tracks consumption (set by [`Fold::settle`]).
+    tracked: bool,
 }
 
 impl Fold {
@@ -493,11 +551,22 @@ impl Fold {
             max_id: 0,
             ignored: 0,
             records: 0,
+            mark: None,
+            replay: Vec::new(),
+            unconsumed: HashMap::new(),
+            tracked: false,
         }
     }
 
     pub(super) fn add(&mut self, e: &JournalEntry) {
         self.records += 1;
+        if let JournalRecord::Consumed { upto_seq } = e.record {
+            let mark = self.mark.map_or(upto_seq, |m| m.max(upto_seq));
+            self.mark = Some(mark);
+            let taken = self.replay.partition_point(|r| r.seq <= mark);
+            self.replay.drain(..taken);
+            return;
+        }
         let id = e.record.id();
         self.max_id = self.max_id.max(id.0);
         if self.finals.contains_key(&id.0) {
@@ -514,14 +583,53 @@ impl Fold {
                 self.finals.insert(id.0, ());
             }
             (JournalRecord::Intent { .. }, Some(_)) | (_, None) => self.ignored += 1,
-            (_, Some(&(i, _))) => self.orders[i].apply(e),
+            (_, Some(&(i, _))) => {
+                self.orders[i].apply(e);
+                if let Some(kind) = event_of(&e.record, &self.orders[i]) {
+                    self.replay.push(ReplayEvent {
+                        seq: e.seq,
+                        event: OrderEvent {
+                            at_ns: 0,
+                            tag: e.record.tag(),
+                            id,
+                            resolved: true,
+                            kind,
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    /// After the scan: whether the file tracks consumption (`flags` of its header), and so
+    /// which events are left to replay and which orders compaction must keep for them.
+    pub(super) fn settle(&mut self, header: &Header) {
+        self.tracked = header.flags & Header::FLAG_CONSUMED != 0 || self.mark.is_some();
+        if !self.tracked {
+            // An earlier build's file: everything counts as consumed (recovered as before).
+            self.replay.clear();
+        }
+        self.unconsumed = self.replay.iter().map(|r| (r.event.id.0, ())).collect();
+    }
+
+    /// The consumed mark in the file read: every record up to it was taken (an earlier
+    /// build's file with no mark: all of them). Call after [`Fold::settle`].
+    pub(super) fn consumed_mark(&self) -> u64 {
+        match self.mark {
+            Some(m) => m,
+            None if self.tracked => 0,
+            None => u64::MAX,
         }
     }
 
     /// Whether a record belongs to an order that stays (not final), for compaction.
     pub(super) fn keeps(&self, e: &JournalEntry) -> bool {
+        if matches!(e.record, JournalRecord::Consumed { .. }) {
+            // Compaction writes the mark again, renumbered.
+            return false;
+        }
         let id = e.record.id().0;
-        if self.finals.contains_key(&id) {
+        if self.finals.contains_key(&id) && !self.unconsumed.contains_key(&id) {
             return false;
         }
         match (e.record, self.index.get(&id)) {
@@ -557,6 +665,32 @@ impl Fold {
             existed: true,
             generation: header.generation,
             orders,
+            replay: self.replay.clone(),
+            consumed_upto: self.mark,
+            tracks_consumption: self.tracked,
         }
     }
+}
+
+/// The event the strategy got for `record` (of order `o`, with the record applied), if any.
+fn event_of(record: &JournalRecord, o: &RecoveredOrder) -> Option<OrderEventKind> {
+    Some(match *record {
+        JournalRecord::Accepted { .. } => OrderEventKind::Accepted,
+        JournalRecord::Rejected { code, reason, .. } => OrderEventKind::Rejected { code, reason },
+        JournalRecord::Fill { fill, .. } if fill.filled_total >= o.amount => {
+            OrderEventKind::Filled(fill)
+        }
+        JournalRecord::Fill { fill, .. } => OrderEventKind::PartiallyFilled(fill),
+        JournalRecord::Edited { amount, price, .. } => OrderEventKind::Edited { amount, price },
+        JournalRecord::Cancelled { .. } => OrderEventKind::Cancelled,
+        JournalRecord::Expired { .. } => OrderEventKind::Expired,
+        JournalRecord::Resent { .. } => OrderEventKind::Resent,
+        JournalRecord::Unknown { .. } => OrderEventKind::Unknown,
+        JournalRecord::Intent { .. }
+        | JournalRecord::Sent { .. }
+        | JournalRecord::CancelIntent { .. }
+        | JournalRecord::EditIntent { .. }
+        | JournalRecord::Final { .. }
+        | JournalRecord::Consumed { .. } => return None,
+    })
 }
