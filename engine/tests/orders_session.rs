@@ -469,10 +469,9 @@ fn order_never_received_is_resent_with_the_same_label() {
     assert_eq!(p.s.order_stats().resent, 1);
 }
 
-#[test]
-fn a_not_found_answer_inside_the_resend_grace_is_asked_again_not_believed() {
-    // The venue may still execute what a dead connection delivered: "not found" half a second
-    // after the send is asked again at send + grace; the session stays out of Live meanwhile.
+/// An order sent, its connection dropped, and half a second later, with a 2 s resend grace,
+/// the venue's first answer after the reconnect: no order with its label.
+fn not_found_half_a_second_after_the_send() -> Pair {
     let mut cfg = config();
     cfg.orders.resend_grace = std::time::Duration::from_secs(2);
     let mut p = Pair::new(cfg);
@@ -484,6 +483,14 @@ fn a_not_found_answer_inside_the_resend_grace_is_asked_again_not_believed() {
     p.connect_to_reconcile();
     p.reply("private/enable_cancel_on_disconnect", json!("ok"));
     p.reply("private/get_order_state_by_label", json!([]));
+    p
+}
+
+#[test]
+fn a_not_found_answer_inside_the_resend_grace_is_asked_again_not_believed() {
+    // The venue may still execute what a dead connection delivered: "not found" half a second
+    // after the send is asked again at send + grace; the session stays out of Live meanwhile.
+    let mut p = not_found_half_a_second_after_the_send();
     assert_eq!(p.count("private/buy"), 0, "not resent inside the grace");
     assert_ne!(p.s.state(), SessionState::Live, "still reconciling");
     assert_eq!(p.count("private/get_order_state_by_label"), 1);
@@ -515,17 +522,7 @@ fn a_not_found_answer_inside_the_resend_grace_is_asked_again_not_believed() {
 
 #[test]
 fn a_not_found_answer_after_the_resend_grace_resends() {
-    let mut cfg = config();
-    cfg.orders.resend_grace = std::time::Duration::from_secs(2);
-    let mut p = Pair::new(cfg);
-    p.live();
-    p.order(buy(1, 10, 100));
-    p.drop_connection();
-    p.advance(S / 2);
-    p.clear();
-    p.connect_to_reconcile();
-    p.reply("private/enable_cancel_on_disconnect", json!("ok"));
-    p.reply("private/get_order_state_by_label", json!([]));
+    let mut p = not_found_half_a_second_after_the_send();
     p.advance(2 * S);
     p.reply("private/get_order_state_by_label", json!([]));
     assert_eq!(p.count("private/buy"), 1, "resent once the grace is over");
