@@ -558,6 +558,47 @@ fn a_rejected_certificate_fails_the_session_instead_of_retrying() {
 }
 
 #[test]
+fn sessions_to_one_venue_share_its_connection_budget() {
+    // Two sessions, one venue budget of 3 connections a minute: A and B connect (2), A drops
+    // and reconnects at once (3), then B drops: its first retry, immediate by its own policy,
+    // waits until A's first attempt leaves the window.
+    let budget = spinwire_engine::session::SharedBudget::new(3, Duration::from_secs(60));
+    let cfg = || SessionConfig {
+        connection_budget: Some(budget.clone()),
+        ..config()
+    };
+    let (mut a, mut b) = (Pair::new(cfg()), Pair::new(cfg()));
+    a.start();
+    b.now = a.now + S;
+    b.start();
+    a.advance(2 * S);
+    a.s.handle_disconnected(a.now, DisconnectCause::Abnormal);
+    a.drain();
+    assert!(
+        a.events.contains(&EventKind::Reconnecting {
+            attempt: 1,
+            delay_ns: 0
+        }),
+        "A's retry fits the budget: {:?}",
+        a.events
+    );
+    a.advance(0);
+    assert_eq!(a.s.state(), SessionState::Connecting);
+    // B never authenticates: its setup times out at 1005 s; A's first attempt (1000 s) leaves
+    // the window at 1060 s.
+    b.advance(5 * S);
+    let waited = b.events.iter().find_map(|e| match e {
+        EventKind::Reconnecting { delay_ns, .. } => Some(*delay_ns),
+        _ => None,
+    });
+    assert_eq!(waited, Some(55 * S), "{:?}", b.events);
+    b.advance(53 * S);
+    assert_eq!(b.s.state(), SessionState::Backoff);
+    b.advance(S);
+    assert_eq!(b.s.state(), SessionState::Connecting);
+}
+
+#[test]
 fn a_configured_ban_code_is_fatal_too() {
     let mut cfg = config();
     cfg.fatal_codes[1] = 13028;

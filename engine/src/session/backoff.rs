@@ -1,6 +1,8 @@
 //! Reconnect pacing: exponential backoff with full jitter and a cap, first retry immediate, and a
 //! connection-rate budget (at most N connection attempts per sliding window).
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Reconnect policy.
@@ -153,6 +155,50 @@ impl Backoff {
     }
 }
 
+/// A connection-rate budget shared by every session to one venue (Deribit: 32 connections per
+/// IP; Binance: 300 per 5 minutes per IP): at most `budget` connection attempts in any
+/// `window`, counted over all the sessions holding it. Give each session's
+/// [`SessionConfig::connection_budget`](super::SessionConfig::connection_budget) the same `Arc`.
+///
+/// Times are Unix milliseconds (the sessions' clocks need not share an epoch). Lock-free: a ring
+/// of the last `budget` attempt times; two sessions recording at the same instant may overwrite
+/// each other's slot, which can only make the budget look less used by one attempt.
+#[derive(Debug)]
+pub struct SharedBudget {
+    /// Attempt times, Unix ms (0: none); the slot at `next % len` is the oldest.
+    slots: Box<[AtomicU64]>,
+    /// Attempts recorded so far.
+    next: AtomicUsize,
+    /// The window, ms.
+    window_ms: u64,
+}
+
+impl SharedBudget {
+    /// At most `budget` (at least 1) attempts per `window`.
+    pub fn new(budget: u32, window: Duration) -> Arc<SharedBudget> {
+        Arc::new(SharedBudget {
+            slots: (0..budget.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            next: AtomicUsize::new(0),
+            window_ms: window.as_millis().min(u64::MAX as u128) as u64,
+        })
+    }
+
+    /// The earliest Unix ms at or after `now_ms` at which an attempt fits the budget.
+    pub fn free_at_ms(&self, now_ms: u64) -> u64 {
+        let i = self.next.load(Ordering::Acquire) % self.slots.len();
+        match self.slots[i].load(Ordering::Acquire) {
+            0 => now_ms,
+            oldest => oldest.saturating_add(self.window_ms).max(now_ms),
+        }
+    }
+
+    /// Records an attempt at `now_ms`.
+    pub fn record_ms(&self, now_ms: u64) {
+        let i = self.next.fetch_add(1, Ordering::AcqRel) % self.slots.len();
+        self.slots[i].store(now_ms.max(1), Ordering::Release);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +275,20 @@ mod tests {
         b.next_delay(0, &mut rng);
         b.reset();
         assert_eq!(b.next_delay(0, &mut rng), 0);
+    }
+
+    #[test]
+    fn a_shared_budget_counts_attempts_of_every_holder() {
+        let b = SharedBudget::new(3, Duration::from_secs(60));
+        let other = Arc::clone(&b);
+        assert_eq!(b.free_at_ms(1_000), 1_000);
+        b.record_ms(1_000);
+        other.record_ms(2_000);
+        assert_eq!(b.free_at_ms(2_500), 2_500, "two of three used");
+        b.record_ms(3_000);
+        // Full: the next attempt waits for the oldest (1 000) to leave the window.
+        assert_eq!(other.free_at_ms(3_500), 61_000);
+        assert_eq!(b.free_at_ms(70_000), 70_000);
     }
 
     #[test]

@@ -76,7 +76,7 @@ mod timer;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-pub use backoff::{Backoff, BackoffConfig, Rng, MAX_BUDGET};
+pub use backoff::{Backoff, BackoffConfig, Rng, SharedBudget, MAX_BUDGET};
 pub use credentials::{AuthMethod, CredentialError, Credentials, ENV_CLIENT_ID, ENV_CLIENT_SECRET};
 pub use timer::{Timer, TimerTable};
 
@@ -452,6 +452,9 @@ pub struct SessionConfig {
     pub refresh_permille: u32,
     /// Reconnect policy.
     pub backoff: BackoffConfig,
+    /// A connection-rate budget shared with the other sessions to the same venue, on top of
+    /// this session's own ([`BackoffConfig::budget`]); `None`: this session's only.
+    pub connection_budget: Option<std::sync::Arc<SharedBudget>>,
     /// Wait before re-sending a request answered 10028.
     pub rate_limit_retry: Duration,
     /// Logout must close the connection within this, or it is closed by force.
@@ -483,6 +486,7 @@ impl Default for SessionConfig {
             setup_timeout: Duration::from_secs(10),
             refresh_permille: 800,
             backoff: BackoffConfig::default(),
+            connection_budget: None,
             rate_limit_retry: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(2),
             rotate_after: None,
@@ -822,7 +826,14 @@ impl Session {
         if self.state != SessionState::Disconnected {
             return Err(SessionError::AlreadyStarted(self.state));
         }
-        self.start_attempt(now);
+        match self.shared_budget_wait(now) {
+            0 => self.start_attempt(now),
+            wait => {
+                // The venue's shared budget is used up by other sessions: wait for it.
+                self.timers.set(Timer::Reconnect, now + wait);
+                self.set_state(now, SessionState::Backoff);
+            }
+        }
         Ok(())
     }
 
@@ -1637,7 +1648,11 @@ impl Session {
             }
             Timer::Reconnect => {
                 if self.state == SessionState::Backoff {
-                    self.start_attempt(now);
+                    // Another session may have used the shared budget meanwhile.
+                    match self.shared_budget_wait(now) {
+                        0 => self.start_attempt(now),
+                        wait => self.timers.set(Timer::Reconnect, now + wait),
+                    }
                 }
             }
             Timer::Stable => self.backoff.reset(),
@@ -1667,6 +1682,9 @@ impl Session {
 
     fn start_attempt(&mut self, now: u64) {
         self.backoff.record_attempt(now);
+        if let Some(b) = &self.config.connection_budget {
+            b.record_ms(self.unix_ms(now));
+        }
         self.timers.stop(Timer::Reconnect);
         self.timers
             .set(Timer::Connect, now + ns(self.config.connect_timeout));
@@ -1695,9 +1713,27 @@ impl Session {
         self.push_event(now, EventKind::Disconnected { cause });
     }
 
+    /// Unix ms at `now` (from [`Session::set_unix_time`]).
+    fn unix_ms(&self, now: u64) -> u64 {
+        ((now / 1_000_000) as i64 + self.unix_offset_ms).max(0) as u64
+    }
+
+    /// How long the shared connection budget makes an attempt at `now` wait, ns.
+    fn shared_budget_wait(&self, now: u64) -> u64 {
+        self.config.connection_budget.as_ref().map_or(0, |b| {
+            let at = self.unix_ms(now);
+            b.free_at_ms(at)
+                .saturating_sub(at)
+                .saturating_mul(1_000_000)
+        })
+    }
+
     fn enter_backoff(&mut self, now: u64, cause: DisconnectCause) {
         self.lose_connection(now, cause);
-        let delay = self.backoff.next_delay(now, &mut self.rng);
+        let delay = self
+            .backoff
+            .next_delay(now, &mut self.rng)
+            .max(self.shared_budget_wait(now));
         self.timers.set(Timer::Reconnect, now + delay);
         self.set_state(now, SessionState::Backoff);
         self.push_event(
