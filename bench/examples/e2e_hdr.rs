@@ -237,6 +237,7 @@ fn run_all() -> ExitCode {
                         res.received,
                         res.feed.sent
                     );
+                    eprintln!("        {}", sched_line(&res));
                     let b = best.entry((client, tls)).or_insert((u64::MAX, u64::MAX));
                     *b = (b.0.min(p.p50), b.1.min(p.p999));
                     match merged.get_mut(&(client, tls)) {
@@ -279,6 +280,30 @@ fn run_all() -> ExitCode {
 }
 
 type Best = HashMap<(Client, bool), (u64, u64)>;
+
+/// Where a run's tail comes from: messages over 1 ms, and per thread the time it was runnable
+/// but had no CPU (and how often it was preempted), with the I/O thread's CPU time.
+fn sched_line(res: &RunResult) -> String {
+    let over_1ms = if res.hist.max() >= 1_000_000 {
+        res.hist.count_between(1_000_000, res.hist.max())
+    } else {
+        0
+    };
+    let s = &res.sched;
+    let ms = |ns: u64| ns as f64 / 1e6;
+    format!(
+        ">1 ms: {over_1ms} msgs; waited for a CPU: io {:.1} ms ({}x), strategy {:.1} ms ({}x), \
+         feeder {:.1} ms ({}x); io CPU {:.0} ms, {:.2} us/msg",
+        ms(s.io.wait_ns),
+        s.io.preempted,
+        ms(s.strategy.wait_ns),
+        s.strategy.preempted,
+        ms(s.feeder.wait_ns),
+        s.feeder.preempted,
+        ms(s.io.cpu_ns),
+        s.io.cpu_ns as f64 / 1e3 / res.received.max(1) as f64,
+    )
+}
 
 fn print_latency_table(args: &Args, merged: &HashMap<(Client, bool), RunResult>, best: &Best) {
     println!();

@@ -139,6 +139,125 @@ pub struct RunResult {
     pub malformed: u64,
     /// Nanoseconds from the first message's `sw_send_ns` to the last message's pop.
     pub span_ns: u64,
+    /// What the scheduler did to the run's threads (Linux `schedstat`; zero elsewhere): where
+    /// the tail comes from on a shared machine.
+    pub sched: RunSched,
+}
+
+/// Scheduler counters of one thread over a run, from `/proc/thread-self/schedstat` and
+/// `status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sched {
+    /// CPU time, ns.
+    pub cpu_ns: u64,
+    /// Time runnable but waiting for a CPU (another thread had it), ns.
+    pub wait_ns: u64,
+    /// Times the thread was switched out while it still wanted to run (preempted).
+    pub preempted: u64,
+}
+
+impl Sched {
+    /// The counters of thread `tid` of this process now (zero when unavailable).
+    fn of(tid: &str) -> Sched {
+        let read = |file: &str| std::fs::read_to_string(format!("/proc/self/task/{tid}/{file}"));
+        let mut s = Sched::default();
+        if let Ok(text) = read("schedstat") {
+            let mut f = text
+                .split_whitespace()
+                .map(|v| v.parse::<u64>().unwrap_or(0));
+            s.cpu_ns = f.next().unwrap_or(0);
+            s.wait_ns = f.next().unwrap_or(0);
+        }
+        if let Ok(text) = read("status") {
+            s.preempted = text
+                .lines()
+                .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+        }
+        s
+    }
+
+    /// The counters of this process's live thread named `name` (the first one), if any.
+    fn of_named(name: &str) -> Option<Sched> {
+        // The kernel keeps the first 15 bytes of a thread's name.
+        let wanted = &name.as_bytes()[..name.len().min(15)];
+        let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+        for task in tasks.flatten() {
+            let tid = task.file_name();
+            let Some(tid) = tid.to_str() else { continue };
+            // A thread may end while we look: skip it.
+            let Ok(comm) = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")) else {
+                continue;
+            };
+            if comm.trim_end().as_bytes() == wanted {
+                return Some(Sched::of(tid));
+            }
+        }
+        None
+    }
+
+    /// The calling thread's counters.
+    fn current() -> Sched {
+        Sched::of(&gettid().to_string())
+    }
+
+    /// `self - earlier`, counter by counter.
+    fn since(self, earlier: Sched) -> Sched {
+        Sched {
+            cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
+            wait_ns: self.wait_ns.saturating_sub(earlier.wait_ns),
+            preempted: self.preempted.saturating_sub(earlier.preempted),
+        }
+    }
+}
+
+/// The calling thread's id.
+fn gettid() -> libc::pid_t {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// Scheduler counters of the run's three threads, from the client's start to the strategy's
+/// last message (the I/O and feeder threads are sampled by the main thread, the strategy by
+/// itself).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunSched {
+    /// The client's I/O thread (spinwire's session driver, the tokio runtime, the floor loop).
+    pub io: Sched,
+    /// The strategy thread.
+    pub strategy: Sched,
+    /// The feeder (server) thread.
+    pub feeder: Sched,
+}
+
+/// Samples the I/O and feeder threads by name at the start of a run and diffs at its end.
+struct SchedWatch {
+    io_name: &'static str,
+    io: Sched,
+    feeder: Sched,
+}
+
+impl SchedWatch {
+    fn start(io_name: &'static str) -> SchedWatch {
+        SchedWatch {
+            io_name,
+            io: Sched::of_named(io_name).unwrap_or_default(),
+            feeder: Sched::of_named(super::feeder::FEEDER_THREAD).unwrap_or_default(),
+        }
+    }
+
+    fn finish(self, strategy: Sched) -> RunSched {
+        RunSched {
+            io: Sched::of_named(self.io_name)
+                .unwrap_or_default()
+                .since(self.io),
+            strategy,
+            feeder: Sched::of_named(super::feeder::FEEDER_THREAD)
+                .unwrap_or_default()
+                .since(self.feeder),
+        }
+    }
 }
 
 impl RunResult {
@@ -159,6 +278,8 @@ impl RunResult {
 /// The strategy side's counters and histogram.
 struct Probe {
     hist: Histogram<u64>,
+    /// The strategy thread's scheduler counters over its loop.
+    sched: Sched,
     seen: u64,
     warmup: u64,
     first_send: u64,
@@ -170,6 +291,7 @@ impl Probe {
         Probe {
             // 1 ns .. 100 s, 3 significant digits.
             hist: Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid HDR bounds"),
+            sched: Sched::default(),
             seen: 0,
             warmup,
             first_send: 0,
@@ -262,7 +384,9 @@ fn spawn_strategy<T: Send + 'static>(
         .spawn(move || {
             pin_to(pin, 1);
             let mut probe = Probe::new(warmup);
+            let before = Sched::current();
             let t = f(&mut probe);
+            probe.sched = Sched::current().since(before);
             (probe, t)
         })
         .map_err(|e| E2eError::Setup(format!("spawn strategy: {e}")))
@@ -284,7 +408,7 @@ pub fn run(spec: &RunSpec) -> Result<RunResult, E2eError> {
         messages: spec.messages,
         seed: spec.seed,
     })?;
-    let (probe, ring_drops, gaps, malformed) = match spec.client {
+    let (probe, sched, ring_drops, gaps, malformed) = match spec.client {
         Client::Spinwire => run_spinwire(spec, &feeder)?,
         Client::Tokio => run_tokio(spec, &feeder)?,
         Client::Floor => run_floor(spec, &feeder)?,
@@ -295,6 +419,7 @@ pub fn run(spec: &RunSpec) -> Result<RunResult, E2eError> {
         wire,
         mode: spec.mode,
         span_ns: probe.span_ns(),
+        sched,
         received: probe.seen,
         hist: probe.hist,
         feed,
@@ -304,7 +429,7 @@ pub fn run(spec: &RunSpec) -> Result<RunResult, E2eError> {
     })
 }
 
-type Outcome = (Probe, u64, u64, u64);
+type Outcome = (Probe, RunSched, u64, u64, u64);
 
 fn run_spinwire(spec: &RunSpec, feeder: &Feeder) -> Result<Outcome, E2eError> {
     let mut dc = DriverConfig::new(feeder.url());
@@ -326,6 +451,7 @@ fn run_spinwire(spec: &RunSpec, feeder: &Feeder) -> Result<Outcome, E2eError> {
     let mut md = handle.md;
     let shared = feeder.shared().clone();
     let (expected, mode) = (spec.messages, spec.mode);
+    let watch = SchedWatch::start("spinwire-session");
     let strategy = spawn_strategy(spec, move |probe| {
         // Batches of up to 256 records, one atomic store per batch.
         let mut batch = [MdRecord::default(); 256];
@@ -348,6 +474,7 @@ fn run_spinwire(spec: &RunSpec, feeder: &Feeder) -> Result<Outcome, E2eError> {
     let (probe, ()) = strategy
         .join()
         .map_err(|_| E2eError::Client("strategy thread panicked".into()))?;
+    let sched = watch.finish(probe.sched);
     handle.stop.store(true, Ordering::Relaxed);
     feeder.shared().stop.store(true, Ordering::Relaxed);
     let (dstats, sstats) = handle
@@ -355,7 +482,13 @@ fn run_spinwire(spec: &RunSpec, feeder: &Feeder) -> Result<Outcome, E2eError> {
         .join()
         .map_err(|_| E2eError::Client("spinwire driver thread panicked".into()))?
         .map_err(|e| E2eError::Client(format!("spinwire driver: {e}")))?;
-    Ok((probe, dstats.records_dropped, sstats.gaps, sstats.malformed))
+    Ok((
+        probe,
+        sched,
+        dstats.records_dropped,
+        sstats.gaps,
+        sstats.malformed,
+    ))
 }
 
 /// A book notification's `data`, deserialized the usual way.
@@ -509,6 +642,7 @@ fn run_tokio(spec: &RunSpec, feeder: &Feeder) -> Result<Outcome, E2eError> {
         .map_err(|e| E2eError::Setup(format!("spawn tokio thread: {e}")))?;
     let shared = feeder.shared().clone();
     let (expected, mode) = (spec.messages, spec.mode);
+    let watch = SchedWatch::start("e2e-tokio");
     let strategy = spawn_strategy(spec, move |probe| {
         strategy_loop(probe, expected, &shared, mode, |p| {
             let mut n = 0;
@@ -530,11 +664,12 @@ fn run_tokio(spec: &RunSpec, feeder: &Feeder) -> Result<Outcome, E2eError> {
     let (probe, ()) = strategy
         .join()
         .map_err(|_| E2eError::Client("strategy thread panicked".into()))?;
+    let sched = watch.finish(probe.sched);
     feeder.shared().stop.store(true, Ordering::Relaxed);
     let malformed = io
         .join()
         .map_err(|_| E2eError::Client("tokio thread panicked".into()))??;
-    Ok((probe, 0, 0, malformed))
+    Ok((probe, sched, 0, 0, malformed))
 }
 
 fn run_floor(spec: &RunSpec, feeder: &Feeder) -> Result<Outcome, E2eError> {
@@ -596,6 +731,7 @@ fn run_floor(spec: &RunSpec, feeder: &Feeder) -> Result<Outcome, E2eError> {
         .map_err(|e| E2eError::Setup(format!("spawn floor thread: {e}")))?;
     let shared = feeder.shared().clone();
     let expected = spec.messages;
+    let watch = SchedWatch::start("e2e-floor");
     let strategy = spawn_strategy(spec, move |probe| {
         let mut chunk = vec![0u8; 64 * 1024];
         // The last bytes of a line that continues in the next chunk.
@@ -642,18 +778,47 @@ fn run_floor(spec: &RunSpec, feeder: &Feeder) -> Result<Outcome, E2eError> {
     let (probe, bad) = strategy
         .join()
         .map_err(|_| E2eError::Client("strategy thread panicked".into()))?;
+    let sched = watch.finish(probe.sched);
     feeder.shared().stop.store(true, Ordering::Relaxed);
     let full_waits = io
         .join()
         .map_err(|_| E2eError::Client("floor thread panicked".into()))??;
     let _ = full_waits;
-    Ok((probe, 0, 0, bad))
+    Ok((probe, sched, 0, 0, bad))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::e2e::stream::MdStream;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn scheduler_counters_see_a_named_threads_cpu_time() {
+        let (tx, rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let worker = thread::Builder::new()
+            .name("sched-probe-thread-long-name".into())
+            .spawn(move || {
+                let before = Sched::current();
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_millis(30) {
+                    std::hint::black_box(start.elapsed());
+                }
+                tx.send(Sched::current().since(before)).unwrap();
+                // Stay alive until the main thread has looked it up by name.
+                done_rx.recv().unwrap();
+            })
+            .unwrap();
+        let own = rx.recv().unwrap();
+        assert!(own.cpu_ns >= 10_000_000, "{own:?}");
+        // Found by its (kernel-truncated) name from another thread.
+        let seen = Sched::of_named("sched-probe-thread-long-name").expect("thread found");
+        assert!(seen.cpu_ns >= own.cpu_ns, "{seen:?} vs {own:?}");
+        assert!(Sched::of_named("no-such-thread").is_none());
+        done_tx.send(()).unwrap();
+        worker.join().unwrap();
+    }
 
     #[test]
     fn the_serde_client_reads_every_kind_of_stream_message() {

@@ -109,6 +109,9 @@ pub struct Feeder {
     thread: Option<JoinHandle<Result<FeedStats, E2eError>>>,
 }
 
+/// The feeder thread's name (the harness finds its scheduler counters by it).
+pub(crate) const FEEDER_THREAD: &str = "e2e-feeder";
+
 /// Where this process writes its certificates.
 fn tls_dir() -> PathBuf {
     std::env::temp_dir().join(format!("spinwire-e2e-{}", std::process::id()))
@@ -155,7 +158,7 @@ impl Feeder {
         let shared = Arc::new(FeedShared::default());
         let sh = shared.clone();
         let thread = std::thread::Builder::new()
-            .name("e2e-feeder".into())
+            .name(FEEDER_THREAD.into())
             .spawn(move || {
                 let r = serve(listener, tls, config, &sh);
                 // Whatever happened, the strategy may stop waiting once it is idle.

@@ -21,7 +21,7 @@ pub mod clients;
 pub mod feeder;
 pub mod stream;
 
-pub use clients::{run, Client, Mode, RunResult, RunSpec};
+pub use clients::{run, Client, Mode, RunResult, RunSched, RunSpec, Sched};
 pub use feeder::{remove_tls_files, FeedConfig, FeedStats, Feeder, Pace, Wire};
 
 use hdrhistogram::Histogram;

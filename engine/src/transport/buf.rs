@@ -103,14 +103,6 @@ impl ByteQueue {
         self.end += n;
         n
     }
-
-    /// Moves as many queued bytes as fit into `dst`; returns how many.
-    pub(crate) fn pop_into(&mut self, dst: &mut [u8]) -> usize {
-        let n = dst.len().min(self.len());
-        dst[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
-        self.consume(n);
-        n
-    }
 }
 
 #[cfg(test)]
@@ -121,9 +113,8 @@ mod tests {
     fn push_pop_keeps_order_across_compaction() {
         let mut q = ByteQueue::new(8);
         assert_eq!(q.push(b"abcdef"), 6);
-        let mut out = [0u8; 4];
-        assert_eq!(q.pop_into(&mut out), 4);
-        assert_eq!(&out, b"abcd");
+        assert_eq!(&q.filled()[..4], b"abcd");
+        q.consume(4);
         // Tail has 2 bytes, total free is 6: push compacts.
         assert_eq!(q.push(b"ghijklmn"), 6);
         assert_eq!(q.filled(), b"efghijkl");

@@ -9,28 +9,35 @@
 //! `&mut [u8]` ([`Transport::read_plaintext`], e.g. the frame decoder's spare buffer) and goes
 //! in from the caller's `&[u8]` ([`Transport::write_plaintext`], e.g. the encoder's output).
 //!
-//! # TLS without per-connection buffering inside rustls
+//! # TLS that allocates nothing per record
 //!
-//! TLS uses rustls 0.23's *unbuffered* client (`UnbufferedClientConnection`): incoming
-//! ciphertext, outgoing ciphertext and not-yet-read plaintext live in three buffers allocated
-//! once per transport, and rustls is driven through `process_tls_records` → `ReadTraffic` /
-//! `EncodeTlsData` / `TransmitTlsData` / `WriteTraffic`. `complete_io` and the buffered
-//! `ClientConnection` are not used: the buffered reader also resizes its deframing buffer as
-//! it fills and empties (rustls `msgs/deframer/buffers.rs`, `prepare_read`).
+//! The handshake runs on rustls 0.23's *unbuffered* client (`UnbufferedClientConnection`,
+//! driven through `process_tls_records` with our own buffers; never `complete_io`). After the
+//! handshake, rustls hands over the traffic secrets (`dangerous_into_kernel_connection`, the
+//! API made for kTLS) and the transport protects records itself (`record.rs`, `ring` AEADs):
+//! incoming records are decrypted in place in the incoming buffer and copied once into the
+//! caller's `dst`; outgoing records are encrypted straight into the outgoing buffer. rustls
+//! keeps the key schedule (TLS 1.3 KeyUpdate, both ways) and the session-ticket store.
 //!
-//! rustls 0.23 still allocates inside, once per TLS record, whatever API is used:
+//! Why: rustls 0.23 allocates once per record in each direction whatever API is used — each
+//! received application-data record is copied into a fresh `Vec`
+//! (`CommonState::take_received_plaintext`) and the `ring` encrypter builds each sent record in
+//! a fresh `Vec` (`PrefixedPayload::with_capacity`). Steady state now allocates nothing, plain
+//! or TLS (tests: `engine/tests/tls_no_alloc.rs`, `engine/tests/transport_allocations.rs`).
 //!
-//! - receiving: each decrypted application-data record is copied into a fresh `Vec`
-//!   (`CommonState::take_received_plaintext`, `common_state.rs`: `bytes.into_vec()`), which
-//!   `ReadTraffic::next_record` hands out and frees. Upstream removed this buffer for the
-//!   unbuffered API in rustls PR #2746 (decrypt in place), not released in 0.23.
-//! - sending: the ring AEAD encrypter builds each record in a fresh `Vec`
-//!   (`PrefixedPayload::with_capacity` in `crypto/ring/tls13.rs` / `tls12.rs`), which
-//!   `WriteTraffic::encrypt` copies into our buffer and frees.
+//! # Limits against hostile servers
 //!
-//! So steady state costs one allocation per TLS record in each direction, and nothing in this
-//! module's own code (test: `engine/tests/transport_allocations.rs`). Plain TCP allocates
-//! nothing.
+//! As rustls does: at most 32 empty application-data records in a row, 64 records without
+//! application data of any kind in a row, 32 KeyUpdates without application data in between,
+//! 4 warning alerts and 1 TLS 1.2 HelloRequest per connection; one more is fatal
+//! (`PeerMisbehaved::TooMany…`, alert `unexpected_message`). One
+//! [`read_plaintext`](Transport::read_plaintext) call opens at most 64 records, then returns
+//! [`ReadStatus::More`] (call again without waiting for readiness). TLS 1.3 warning alerts
+//! other than `user_canceled` are fatal (answered with `decode_error`); a fatal alert of any
+//! description, `user_canceled` included, ends the connection. Nothing is sent after our
+//! close_notify: a KeyUpdate request that arrives later renews the receiving keys unanswered.
+//! Post-handshake messages split across records are refused (servers do not split them).
+//! Tests: `engine/tests/tls_record_faults.rs`.
 //!
 //! # Example (plain TCP, blocking reactor mode)
 //!
@@ -93,6 +100,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 mod buf;
 mod error;
+mod record;
 mod stream;
 mod tls;
 

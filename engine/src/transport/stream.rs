@@ -1,4 +1,5 @@
-//! [`Transport`]: a non-blocking TCP connection, optionally wrapped in rustls' unbuffered client.
+//! [`Transport`]: a non-blocking TCP connection, optionally TLS: rustls' unbuffered client for the
+//! handshake, then records protected in place by `record.rs` with the keys rustls hands over.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -7,30 +8,54 @@ use std::sync::Arc;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::kernel::KernelConnection;
 use rustls::pki_types::ServerName;
 use rustls::unbuffered::{
-    ConnectionState, EncodeError, EncodeTlsData, EncryptError, InsufficientSizeError, ReadTraffic,
-    UnbufferedStatus, WriteTraffic,
+    ConnectionState, EncodeError, EncodeTlsData, InsufficientSizeError, UnbufferedStatus,
 };
+use rustls::{AlertDescription, HandshakeType, SupportedCipherSuite};
 
 use super::buf::ByteQueue;
 use super::error::TransportError;
+use super::record::{
+    self, Fatal, Header, Keys, Opened, Version, ALERT, APPLICATION_DATA, HANDSHAKE, HEADER_LEN,
+    MAX_PLAINTEXT,
+};
 use super::tls::TlsConfig;
 use crate::sys;
 
-/// Largest plaintext a TLS record carries.
-const MAX_PLAINTEXT_RECORD: usize = 16 * 1024;
 /// Upper bound on what TLS adds to one record with the ring suites rustls offers: 5 header
 /// bytes, 8 explicit-nonce bytes (TLS 1.2 AES-GCM), 16 tag bytes, 1 inner content type (TLS 1.3).
 const MAX_RECORD_OVERHEAD: usize = 32;
 /// Largest record rustls accepts on the wire (payload limit plus header).
-const MAX_WIRE_RECORD: usize = MAX_PLAINTEXT_RECORD + 2048 + 5;
+const MAX_WIRE_RECORD: usize = MAX_PLAINTEXT + 2048 + 5;
+/// Records [`Transport::read_plaintext`] opens at most per call before it returns
+/// [`ReadStatus::More`], so that a peer streaming records (empty ones, control records, or data
+/// into a large `dst`) cannot keep one call, and the other sessions of the engine thread,
+/// waiting: 64 full records are 1 MiB of plaintext.
+const RECORDS_PER_READ: usize = 64;
+/// Consecutive empty application-data records tolerated (rustls'
+/// `ALLOWED_CONSECUTIVE_EMPTY_FRAGMENTS_MAX`, BoringSSL's `kMaxEmptyRecords`); one more is fatal.
+const MAX_EMPTY_RECORDS: u8 = 32;
+/// Consecutive records without application data of any kind (empty records, ignored alerts,
+/// session tickets, KeyUpdates, HelloRequests) tolerated; one more is fatal. Twice the empty
+/// record limit, so that the specific limits below are met first.
+const MAX_IDLE_RECORDS: u8 = 64;
+/// Warning alerts tolerated over the connection's life (rustls, BoringSSL's
+/// `kMaxWarningAlerts`); one more is fatal.
+const MAX_WARNING_ALERTS: u8 = 4;
+/// KeyUpdates tolerated without application data in between, requesting ours or not (rustls
+/// counts both kinds, like BoringSSL's `kMaxKeyUpdates`); one more is fatal.
+const MAX_KEY_UPDATES: u8 = 32;
+/// TLS 1.2 HelloRequests tolerated over the connection's life (ignored: no renegotiation;
+/// rustls allows one too); one more is fatal.
+const MAX_HELLO_REQUESTS: u8 = 1;
 /// Outgoing space application data never uses, kept for the small records rustls may have to
 /// send at any time (close_notify, a KeyUpdate answer, a fatal alert), so encoding them cannot
 /// fail for want of room.
 const CONTROL_RESERVE: usize = 1024;
 /// Smallest outgoing buffer: one full record plus the control reserve.
-const MIN_OUT_CAPACITY: usize = MAX_PLAINTEXT_RECORD + MAX_RECORD_OVERHEAD + CONTROL_RESERVE;
+const MIN_OUT_CAPACITY: usize = MAX_PLAINTEXT + MAX_RECORD_OVERHEAD + CONTROL_RESERVE;
 
 /// Buffer sizes of a [`Transport`]. All buffers are allocated once, in [`Transport::connect`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,15 +64,15 @@ pub struct TransportOptions {
     /// [`Transport::write_plaintext`] accepts less and [`Transport::flush`] must make room.
     /// Raised to at least one full TLS record plus a small control reserve (17.4 KiB).
     pub out_capacity: usize,
-    /// TLS only: ciphertext read from the socket and not yet decrypted. Must hold the largest
-    /// handshake message the server sends (certificate chains; rustls caps them at 64 KiB) plus
-    /// one record; raised to at least one maximum-size record (18 KiB). The decrypted-plaintext
-    /// buffer is sized from it (this plus 16 KiB), so that writes never wait for reads.
+    /// TLS only: ciphertext read from the socket and not yet decrypted (records are decrypted in
+    /// place here, and their plaintext is read from here). Must hold the largest handshake
+    /// message the server sends (certificate chains; rustls caps them at 64 KiB) plus one
+    /// record; raised to at least one maximum-size record (18 KiB).
     pub tls_in_capacity: usize,
 }
 
 impl Default for TransportOptions {
-    /// 64 KiB out, 96 KiB TLS in (so 112 KiB of decrypted-plaintext staging).
+    /// 64 KiB out, 96 KiB TLS in.
     fn default() -> Self {
         Self {
             out_capacity: 64 * 1024,
@@ -102,9 +127,11 @@ pub enum ReadStatus {
         /// Bytes written to the front of `dst`.
         read: usize,
     },
-    /// Stopped before draining: `dst` is full, or an error is pending behind the bytes
-    /// delivered. Call again (after consuming) without waiting for an event — with edge-triggered
-    /// readiness no new event may come for bytes that are already buffered.
+    /// Stopped before draining: `dst` is full, an error is pending behind the bytes
+    /// delivered, or (TLS) the call opened its share of records (64) and returns so that other
+    /// connections get their turn; `read` may then be 0. Call again (after consuming) without
+    /// waiting for an event — with edge-triggered readiness no new event may come for bytes
+    /// that are already buffered.
     More {
         /// Bytes written to the front of `dst`.
         read: usize,
@@ -147,26 +174,201 @@ pub enum CloseStatus {
 
 /// TLS state of a [`Transport`].
 struct Tls {
-    /// rustls' client, driven with caller-owned buffers.
-    conn: UnbufferedClientConnection,
+    /// Who protects the records: rustls during the handshake, [`Traffic`] afterwards.
+    state: TlsState,
     /// Server name, for error messages.
     host: Box<str>,
-    /// Ciphertext read from the socket; its front is what rustls has not discarded yet.
-    /// Invariant: handed to `process_tls_records` whole, and `discard` bytes are consumed from
-    /// its front before the next call.
+    /// Ciphertext read from the socket. Invariants: after the handshake it starts at a record
+    /// boundary, and while `pending` is `Some` its first record has been decrypted in place and
+    /// holds the plaintext being delivered; during the handshake, rustls may hold a partly
+    /// joined handshake message at its front, and `discard` bytes are consumed from its front
+    /// before the next `process_tls_records` call.
     incoming: ByteQueue,
-    /// Decrypted plaintext not yet handed to the caller; always delivered before anything newer.
-    /// Capacity is `incoming.capacity() + MAX_PLAINTEXT_RECORD`: the tail of one record left over
-    /// by a read plus every record the incoming buffer can hold, which is the most a write can
-    /// force rustls to decrypt.
-    staged: ByteQueue,
-    /// rustls reported `PeerClosed` (close_notify received).
+    /// The decrypted record at the front of `incoming` whose plaintext is not all delivered.
+    pending: Option<Pending>,
+    /// Handshake only: bytes at the front of `incoming` shown to rustls so far, whole records
+    /// only, one more each time it needs input. rustls must not see the records after the one
+    /// that ends the handshake (a TLS 1.2 server's first application data follows its Finished
+    /// in the same read): those are ours to decrypt after the hand-over.
+    hs_fed: usize,
+    /// close_notify received: nothing after it is read.
     peer_closed: bool,
-    /// Our close_notify has been encoded into the outgoing queue.
+    /// Our close_notify has been encoded into the outgoing queue: nothing may be sent after it
+    /// (no KeyUpdate answer, no fatal alert).
     close_notify_queued: bool,
+    /// The alert chosen when the record layer met a fatal error (`Some(None)`: none to send,
+    /// e.g. the peer's own fatal alert); sent by [`queue_fatal_alert`] instead of the one
+    /// [`record::alert_for`] would pick from the error alone.
+    read_alert: Option<Option<AlertDescription>>,
 }
 
-/// One non-blocking connection: plain TCP or TLS (rustls, unbuffered API).
+/// Counters against floods of records that carry no application data: each such record is
+/// cheap to send and costs us a decryption (rustls' `TemperCounters` and its empty-fragment
+/// limit). Exceeding one is fatal ([`rustls::PeerMisbehaved`]`::TooMany…`, alert
+/// `unexpected_message`).
+#[derive(Debug, Default)]
+struct Temper {
+    /// Empty application-data records since the last non-empty one; at most
+    /// [`MAX_EMPTY_RECORDS`].
+    empty_records: u8,
+    /// Records without application data since the last one with some; at most
+    /// [`MAX_IDLE_RECORDS`].
+    idle_records: u8,
+    /// Warning alerts received (never reset); at most [`MAX_WARNING_ALERTS`].
+    warning_alerts: u8,
+    /// KeyUpdates since the last application data; at most [`MAX_KEY_UPDATES`].
+    key_updates: u8,
+    /// HelloRequests received (never reset); at most [`MAX_HELLO_REQUESTS`].
+    hello_requests: u8,
+}
+
+impl Temper {
+    /// Counts one more in `counter`; past `max` it is `error`.
+    fn bump(counter: &mut u8, max: u8, error: rustls::PeerMisbehaved) -> Result<(), rustls::Error> {
+        if *counter >= max {
+            return Err(rustls::Error::PeerMisbehaved(error));
+        }
+        *counter += 1;
+        Ok(())
+    }
+
+    /// A record with application data arrived: the per-burst counters start again.
+    fn data(&mut self) {
+        self.empty_records = 0;
+        self.idle_records = 0;
+        self.key_updates = 0;
+    }
+
+    /// A record without application data (any type) arrived.
+    fn idle(&mut self) -> Result<(), rustls::Error> {
+        Self::bump(
+            &mut self.idle_records,
+            MAX_IDLE_RECORDS,
+            rustls::PeerMisbehaved::TooManyEmptyFragments,
+        )
+    }
+
+    /// An empty application-data record arrived.
+    fn empty(&mut self) -> Result<(), rustls::Error> {
+        Self::bump(
+            &mut self.empty_records,
+            MAX_EMPTY_RECORDS,
+            rustls::PeerMisbehaved::TooManyEmptyFragments,
+        )
+    }
+
+    /// A warning alert (other than close_notify) arrived.
+    fn warning_alert(&mut self) -> Result<(), rustls::Error> {
+        Self::bump(
+            &mut self.warning_alerts,
+            MAX_WARNING_ALERTS,
+            rustls::PeerMisbehaved::TooManyWarningAlertsReceived,
+        )
+    }
+
+    /// A KeyUpdate arrived.
+    fn key_update(&mut self) -> Result<(), rustls::Error> {
+        Self::bump(
+            &mut self.key_updates,
+            MAX_KEY_UPDATES,
+            rustls::PeerMisbehaved::TooManyKeyUpdateRequests,
+        )
+    }
+
+    /// A TLS 1.2 HelloRequest arrived.
+    fn hello_request(&mut self) -> Result<(), rustls::Error> {
+        Self::bump(
+            &mut self.hello_requests,
+            MAX_HELLO_REQUESTS,
+            rustls::PeerMisbehaved::TooManyRenegotiationRequests,
+        )
+    }
+}
+
+/// A decrypted record at the front of the incoming buffer. Invariant:
+/// `start <= end <= record_len <= incoming.len()`; offsets are from the front of the live bytes.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// First plaintext byte not yet delivered.
+    start: usize,
+    /// End of the plaintext.
+    end: usize,
+    /// Bytes the whole record takes (header, ciphertext, tag); consumed once delivered.
+    record_len: usize,
+}
+
+/// Who protects the records.
+enum TlsState {
+    /// Handshake: rustls' unbuffered client does everything.
+    Handshaking(Box<UnbufferedClientConnection>),
+    /// Established: our own in-place record layer (see [`Traffic`]).
+    Traffic(Box<Traffic>),
+    /// Between the two, while rustls hands over; stays so only if that failed (the transport is
+    /// then dead).
+    Gone,
+}
+
+/// Record protection after the handshake, with the traffic secrets rustls hands over
+/// (`dangerous_into_kernel_connection`, the API made for kTLS).
+///
+/// rustls 0.23's unbuffered API copies every received record into a fresh `Vec`
+/// (`CommonState::take_received_plaintext`) and its `ring` encrypter builds every sent record in
+/// a fresh `Vec`; this decrypts in place in the incoming buffer and encrypts straight into the
+/// outgoing one, so the steady state allocates nothing. rustls keeps the key schedule
+/// (KeyUpdate) and the session-ticket store.
+struct Traffic {
+    /// rustls' remains: next traffic secrets on KeyUpdate, session tickets.
+    kernel: KernelConnection<ClientConnectionData>,
+    /// Record format.
+    version: Version,
+    /// The negotiated version, as rustls names it.
+    protocol: rustls::ProtocolVersion,
+    /// The ALPN protocol the server chose.
+    alpn: Option<Box<[u8]>>,
+    /// Keys for records from the server.
+    rx: Keys,
+    /// Keys for records to the server.
+    tx: Keys,
+    /// Records sealed under one key before it must change: the suite's confidentiality limit
+    /// less a margin for the control records that may follow. TLS 1.3 then sends a KeyUpdate;
+    /// TLS 1.2 gives up ([`TransportError::KeysExhausted`]).
+    tx_limit: u64,
+    /// Flood counters for records without application data.
+    temper: Temper,
+}
+
+impl Traffic {
+    /// Takes over from rustls once the handshake is done and nothing is left to send.
+    fn take_over(conn: UnbufferedClientConnection) -> Result<Traffic, rustls::Error> {
+        let protocol = conn
+            .protocol_version()
+            .ok_or(rustls::Error::HandshakeNotComplete)?;
+        let version = Version::of(protocol)
+            .ok_or_else(|| rustls::Error::General(format!("no record layer for {protocol:?}")))?;
+        let alpn = conn.alpn_protocol().map(Box::from);
+        let (secrets, kernel) = conn.dangerous_into_kernel_connection()?;
+        let limit = match kernel.negotiated_cipher_suite() {
+            SupportedCipherSuite::Tls13(s) => s.common.confidentiality_limit,
+            SupportedCipherSuite::Tls12(s) => s.common.confidentiality_limit,
+        };
+        Ok(Traffic {
+            version,
+            protocol,
+            alpn,
+            rx: Keys::new(version, secrets.rx.0, secrets.rx.1)?,
+            tx: Keys::new(version, secrets.tx.0, secrets.tx.1)?,
+            tx_limit: limit.saturating_sub(TX_LIMIT_MARGIN),
+            temper: Temper::default(),
+            kernel,
+        })
+    }
+}
+
+/// Records kept back from a key's confidentiality limit for alerts and a KeyUpdate.
+const TX_LIMIT_MARGIN: u64 = 1024;
+
+/// One non-blocking connection: plain TCP or TLS (rustls' unbuffered API for the handshake,
+/// then an in-place record layer with the keys rustls hands over; see the module docs).
 ///
 /// Plaintext comes out into a caller's `&mut [u8]` ([`Transport::read_plaintext`]) and goes in
 /// from a caller's `&[u8]` ([`Transport::write_plaintext`]); ciphertext lives in buffers
@@ -216,53 +418,13 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-/// What one `process` pass stopped at.
+/// What one handshake `process` pass stopped at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
-    /// rustls needs more bytes from the socket (handshake in progress, or an idle established
-    /// connection whose last record is incomplete).
+    /// rustls needs more bytes from the socket.
     NeedInput,
-    /// A decrypted record has nowhere to go; the caller must read first.
-    Backlogged,
-    /// Both sides have sent close_notify; nothing more will happen.
-    Closed,
-}
-
-/// What the caller of `process` wants done on the way.
-struct Io<'d, 's> {
-    /// Plaintext destination (empty when not reading).
-    dst: &'d mut [u8],
-    /// Bytes of `dst` filled so far.
-    filled: usize,
-    /// Plaintext to encrypt (empty when not writing).
-    src: &'s [u8],
-    /// Bytes of `src` encrypted into the outgoing queue so far.
-    accepted: usize,
-    /// Stage whole records that do not fit `dst` (write, close and handshake paths) instead of
-    /// stopping at the first one.
-    stage_records: bool,
-    /// Drop decrypted plaintext (after `close`: nobody will read it).
-    discard_plaintext: bool,
-    /// Queue a close_notify once writing is possible.
-    close_notify: bool,
-    /// rustls produced records of its own (handshake, alerts, key updates): flush soon.
-    control_queued: bool,
-}
-
-impl<'d, 's> Io<'d, 's> {
-    /// Nothing to read into or write from.
-    fn idle() -> Io<'static, 'static> {
-        Io {
-            dst: &mut [],
-            filled: 0,
-            src: &[],
-            accepted: 0,
-            stage_records: true,
-            discard_plaintext: false,
-            close_notify: false,
-            control_queued: false,
-        }
-    }
+    /// rustls may send application data: the handshake is over and nothing is left to send.
+    Writable,
 }
 
 impl Transport {
@@ -290,12 +452,14 @@ impl Transport {
                         .map_err(|e| TransportError::from_tls(host, e))?;
                 let in_capacity = options.tls_in_capacity.max(MAX_WIRE_RECORD);
                 Some(Tls {
-                    conn,
+                    state: TlsState::Handshaking(Box::new(conn)),
                     host: host.into(),
                     incoming: ByteQueue::new(in_capacity),
-                    staged: ByteQueue::new(in_capacity + MAX_PLAINTEXT_RECORD),
+                    pending: None,
+                    hs_fed: 0,
                     peer_closed: false,
                     close_notify_queued: false,
+                    read_alert: None,
                 })
             }
         };
@@ -361,20 +525,30 @@ impl Transport {
     }
 
     /// Bytes of decrypted plaintext waiting: `read_plaintext` returns them before touching the
-    /// socket. Non-zero after a read that filled `dst` mid-record, or after a write that had to
-    /// decrypt pending input to get at rustls' write state.
+    /// socket. Non-zero after a read that filled `dst` mid-record.
     pub fn buffered_plaintext(&self) -> usize {
-        self.tls.as_ref().map_or(0, |t| t.staged.len())
+        self.tls
+            .as_ref()
+            .and_then(|t| t.pending)
+            .map_or(0, |p| p.end - p.start)
     }
 
     /// The ALPN protocol the server chose, if any (TLS only).
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
-        self.tls.as_ref().and_then(|t| t.conn.alpn_protocol())
+        match &self.tls.as_ref()?.state {
+            TlsState::Handshaking(conn) => conn.alpn_protocol(),
+            TlsState::Traffic(t) => t.alpn.as_deref(),
+            TlsState::Gone => None,
+        }
     }
 
     /// The negotiated TLS version, once known.
     pub fn tls_version(&self) -> Option<rustls::ProtocolVersion> {
-        self.tls.as_ref().and_then(|t| t.conn.protocol_version())
+        match &self.tls.as_ref()?.state {
+            TlsState::Handshaking(conn) => conn.protocol_version(),
+            TlsState::Traffic(t) => Some(t.protocol),
+            TlsState::Gone => None,
+        }
     }
 
     /// Advances connecting and the TLS handshake as far as the socket allows. Call on every
@@ -432,27 +606,45 @@ impl Transport {
         }
     }
 
-    /// Runs the TLS handshake until it completes or the socket has nothing more.
+    /// Runs the TLS handshake until it completes or the socket has nothing more. When it
+    /// completes, rustls hands the traffic secrets over to our record layer.
     fn drive_tls_handshake(&mut self) -> Result<Handshake, TransportError> {
         let Some(tls) = self.tls.as_mut() else {
             self.phase = Phase::Established;
             return Ok(Handshake::Done);
         };
         loop {
-            let mut io = Io::idle();
-            let step = process(tls, &mut self.out, &mut io)?;
+            let TlsState::Handshaking(conn) = &mut tls.state else {
+                return Err(TransportError::Closed { peer: self.peer });
+            };
+            let step = process_handshake(
+                conn,
+                &mut tls.incoming,
+                &mut tls.hs_fed,
+                &mut self.out,
+                &tls.host,
+                self.peer,
+            )?;
             // Send what rustls produced (ClientHello, Finished) before waiting for the server.
             flush_out(&mut self.sock, &mut self.out, self.peer)?;
-            if !tls.conn.is_handshaking() {
+            if step == Step::Writable && !conn.is_handshaking() {
+                if tls.hs_fed != 0 {
+                    // rustls still holds part of a handshake message (a session ticket split
+                    // across records): it cannot hand over mid-message.
+                    return Err(TransportError::UnexpectedTlsState {
+                        host: tls.host.to_string(),
+                        state: "handshake message split across records at hand-over".to_owned(),
+                    });
+                }
+                let TlsState::Handshaking(conn) = std::mem::replace(&mut tls.state, TlsState::Gone)
+                else {
+                    return Err(TransportError::Closed { peer: self.peer });
+                };
+                let traffic = Traffic::take_over(*conn)
+                    .map_err(|e| TransportError::from_tls(&tls.host, e))?;
+                tls.state = TlsState::Traffic(Box::new(traffic));
                 self.phase = Phase::Established;
                 return Ok(Handshake::Done);
-            }
-            match step {
-                Step::NeedInput => {}
-                Step::Backlogged | Step::Closed => {
-                    // Application data or close_notify before the handshake finished.
-                    return Err(TransportError::Truncated { peer: self.peer });
-                }
             }
             match fill(&mut self.sock, &mut tls.incoming, self.peer, &tls.host)? {
                 Filled::Data => {}
@@ -521,56 +713,80 @@ impl Transport {
         let Some(tls) = self.tls.as_mut() else {
             return Ok(ReadStatus::Drained { read: 0 });
         };
-        let mut filled = tls.staged.pop_into(dst);
+        let Tls {
+            state,
+            host,
+            incoming,
+            pending,
+            peer_closed,
+            close_notify_queued,
+            read_alert,
+            ..
+        } = tls;
+        let TlsState::Traffic(traffic) = state else {
+            return Err((TransportError::NotEstablished { peer }, 0));
+        };
+        let mut filled = 0;
+        let mut records = 0;
         loop {
-            if !tls.staged.is_empty() {
-                return Ok(ReadStatus::More { read: filled });
+            if let Some(p) = pending.as_mut() {
+                let plain = &incoming.filled()[p.start..p.end];
+                let n = plain.len().min(dst.len() - filled);
+                dst[filled..filled + n].copy_from_slice(&plain[..n]);
+                filled += n;
+                p.start += n;
+                if p.start < p.end {
+                    return Ok(ReadStatus::More { read: filled });
+                }
+                incoming.consume(p.record_len);
+                *pending = None;
             }
-            if tls.peer_closed {
+            if *peer_closed {
                 return Ok(ReadStatus::PeerClosed { read: filled });
             }
-            if filled == dst.len() {
+            if filled == dst.len() || records == RECORDS_PER_READ {
+                // `dst` is full, or this call has done its share of work: the caller comes back
+                // at once (`More`), after the other sessions had their turn.
                 return Ok(ReadStatus::More { read: filled });
             }
-            let mut io = Io {
-                dst: &mut *dst,
-                filled,
-                src: &[],
-                accepted: 0,
-                stage_records: false,
-                discard_plaintext: false,
-                close_notify: false,
-                control_queued: false,
-            };
-            let processed = process(tls, &mut self.out, &mut io);
-            filled = io.filled;
-            if io.control_queued {
-                // A key update answer or similar: send it now if the socket takes it.
-                flush_out(&mut self.sock, &mut self.out, peer).map_err(|e| (e, filled))?;
+            let next = open_record(
+                traffic,
+                incoming,
+                &mut self.out,
+                pending,
+                peer_closed,
+                *close_notify_queued,
+            )
+            .map_err(|Fatal { error, alert }| {
+                *read_alert = Some(alert);
+                (TransportError::from_tls(host, error), filled)
+            })?;
+            if next != Next::NeedInput {
+                records += 1;
             }
-            match processed.map_err(|e| (e, filled))? {
-                Step::NeedInput => {}
-                Step::Backlogged | Step::Closed => continue,
-            }
-            if filled == dst.len() || tls.peer_closed {
-                continue;
-            }
-            match fill(&mut self.sock, &mut tls.incoming, peer, &tls.host)
-                .map_err(|e| (e, filled))?
-            {
-                Filled::Data => {}
-                Filled::WouldBlock => return Ok(ReadStatus::Drained { read: filled }),
-                Filled::Eof => return Err((TransportError::Truncated { peer }, filled)),
+            match next {
+                Next::Record => {}
+                Next::Answered => {
+                    // A KeyUpdate answer: send it now if the socket takes it.
+                    flush_out(&mut self.sock, &mut self.out, peer).map_err(|e| (e, filled))?;
+                }
+                Next::NeedInput => {
+                    match fill(&mut self.sock, incoming, peer, host).map_err(|e| (e, filled))? {
+                        Filled::Data => {}
+                        Filled::WouldBlock => return Ok(ReadStatus::Drained { read: filled }),
+                        Filled::Eof => return Err((TransportError::Truncated { peer }, filled)),
+                    }
+                }
             }
         }
     }
 
     /// Queues `src` for sending (encrypting it for TLS) and returns how many bytes were taken.
     ///
-    /// Never drops bytes: whatever is not taken (the outgoing queue is full; for TLS also when
-    /// decrypted input is waiting for [`Transport::read_plaintext`] and has no room left) must be
-    /// offered again. It does not send by itself unless the queue is too full to take `src`, in
-    /// which case it flushes first; call [`Transport::flush`] after queueing a turn's output.
+    /// Never drops bytes: whatever is not taken (the outgoing queue is full) must be offered
+    /// again. It does not send by itself unless the queue is too full to take `src`, in which
+    /// case it flushes first; call [`Transport::flush`] after queueing a turn's output. TLS puts
+    /// each call's bytes into records of their own (up to 16 KiB each): queue a message whole.
     pub fn write_plaintext(&mut self, src: &[u8]) -> Result<usize, TransportError> {
         self.check_writable()?;
         if src.is_empty() {
@@ -588,13 +804,14 @@ impl Transport {
             }
             return Ok(self.out.push(src));
         };
-        let wanted = src.len().min(MAX_PLAINTEXT_RECORD) + MAX_RECORD_OVERHEAD + CONTROL_RESERVE;
+        let TlsState::Traffic(traffic) = &mut tls.state else {
+            return Err(TransportError::NotEstablished { peer: self.peer });
+        };
+        let wanted = src.len().min(MAX_PLAINTEXT) + MAX_RECORD_OVERHEAD + CONTROL_RESERVE;
         if self.out.free() < wanted {
             flush_out(&mut self.sock, &mut self.out, self.peer)?;
         }
-        let mut io = Io { src, ..Io::idle() };
-        process(tls, &mut self.out, &mut io)?;
-        Ok(io.accepted)
+        seal_app_data(traffic, &mut self.out, src, &tls.host)
     }
 
     /// Sends queued bytes until the queue is empty or the socket would block.
@@ -611,9 +828,8 @@ impl Transport {
 
     /// Closes gracefully: queues a TLS close_notify (TLS), sends everything queued, then shuts
     /// down the write side (FIN). Call again on writable while it returns
-    /// [`CloseStatus::Pending`]. Reading stays possible until the peer closes too; plaintext
-    /// decrypted from now on is discarded. Before the connection is established, or after an
-    /// error, it just shuts the socket down.
+    /// [`CloseStatus::Pending`]. Reading stays possible until the peer closes too. Before the
+    /// connection is established, or after an error, it just shuts the socket down.
     pub fn close(&mut self) -> Result<CloseStatus, TransportError> {
         if self.failed {
             // Dead already: just let the peer know (the socket may refuse if it was reset).
@@ -631,13 +847,19 @@ impl Transport {
             Phase::Closed => return Ok(CloseStatus::Done),
             Phase::Established => {
                 if let Some(tls) = self.tls.as_mut() {
-                    let mut io = Io {
-                        close_notify: true,
-                        discard_plaintext: true,
-                        ..Io::idle()
-                    };
-                    if let Err(e) = process(tls, &mut self.out, &mut io) {
-                        return Err(self.fail(e));
+                    if let TlsState::Traffic(traffic) = &mut tls.state {
+                        if !tls.close_notify_queued {
+                            let sealed = seal_control(
+                                traffic,
+                                &mut self.out,
+                                ALERT,
+                                &[ALERT_LEVEL_WARNING, AlertDescription::CloseNotify.into()],
+                            );
+                            if let Err(e) = sealed {
+                                return Err(self.fail(e));
+                            }
+                            tls.close_notify_queued = true;
+                        }
                     }
                 }
                 self.phase = Phase::Closing;
@@ -702,7 +924,7 @@ impl Transport {
                 TransportError::Tls { .. } | TransportError::Certificate { .. }
             ) {
                 if let Some(tls) = self.tls.as_mut() {
-                    queue_pending_alert(tls, &mut self.out);
+                    queue_fatal_alert(tls, &mut self.out, &e);
                     // Best effort: the connection is over whatever happens to the alert.
                     let _ = flush_out(&mut self.sock, &mut self.out, self.peer);
                 }
@@ -776,115 +998,75 @@ fn flush_out(
     Ok(Flush::Done)
 }
 
-/// Drives rustls over the buffered ciphertext until it needs more input, doing on the way what
-/// `io` asks: decrypted records go to `io.dst` (then to the staging queue), `io.src` is
-/// encrypted into `out`, a close_notify is queued. Handshake and control records rustls emits
-/// are encoded into `out` (the caller flushes them).
-fn process(
-    tls: &mut Tls,
+/// Alert level byte: warning (close_notify, user_canceled).
+const ALERT_LEVEL_WARNING: u8 = 1;
+/// Alert level byte: fatal.
+const ALERT_LEVEL_FATAL: u8 = 2;
+
+/// Drives rustls' handshake over the buffered ciphertext, one record more each time it needs
+/// input (see `Tls::hs_fed`), until it needs more from the socket or is done. Handshake records
+/// rustls emits are encoded into `out` (the caller flushes them).
+fn process_handshake(
+    conn: &mut UnbufferedClientConnection,
+    incoming: &mut ByteQueue,
+    fed: &mut usize,
     out: &mut ByteQueue,
-    io: &mut Io<'_, '_>,
+    host: &str,
+    peer: SocketAddr,
 ) -> Result<Step, TransportError> {
     loop {
-        let UnbufferedStatus { mut discard, state } =
-            tls.conn.process_tls_records(tls.incoming.filled_mut());
+        let UnbufferedStatus { discard, state } =
+            conn.process_tls_records(&mut incoming.filled_mut()[..*fed]);
         let step = match state {
-            Err(e) => return Err(TransportError::from_tls(&tls.host, e)),
-            Ok(ConnectionState::ReadTraffic(mut traffic)) => {
-                match deliver(&mut traffic, &mut tls.staged, io, &mut discard) {
-                    Ok(true) => None,
-                    Ok(false) => Some(Step::Backlogged),
-                    Err(e) => return Err(TransportError::from_tls(&tls.host, e)),
-                }
-            }
+            Err(e) => return Err(TransportError::from_tls(host, e)),
             Ok(ConnectionState::EncodeTlsData(mut data)) => {
-                encode(&mut data, out, &tls.host)?;
-                io.control_queued = true;
+                encode(&mut data, out, host)?;
                 None
             }
             Ok(ConnectionState::TransmitTlsData(transmit)) => {
                 // The records are in `out`, which the caller flushes in order; as far as rustls
                 // is concerned they are handed over.
                 transmit.done();
-                io.control_queued = true;
                 None
             }
             Ok(ConnectionState::BlockedHandshake) => Some(Step::NeedInput),
-            Ok(ConnectionState::WriteTraffic(mut traffic)) => {
-                if !tls.close_notify_queued {
-                    if io.close_notify {
-                        close_notify(&mut traffic, out, &tls.host)?;
-                        tls.close_notify_queued = true;
-                    } else if io.accepted < io.src.len() {
-                        encrypt(&mut traffic, io, out, &tls.host)?;
-                    }
-                }
-                Some(Step::NeedInput)
-            }
-            Ok(ConnectionState::PeerClosed) => {
-                tls.peer_closed = true;
-                None
-            }
-            Ok(ConnectionState::Closed) => {
-                tls.peer_closed = true;
-                Some(Step::Closed)
-            }
+            Ok(ConnectionState::WriteTraffic(_)) => Some(Step::Writable),
+            // Application data or close_notify before the handshake finished.
+            Ok(ConnectionState::ReadTraffic(_))
+            | Ok(ConnectionState::PeerClosed)
+            | Ok(ConnectionState::Closed) => return Err(TransportError::Truncated { peer }),
             Ok(other) => {
                 return Err(TransportError::UnexpectedTlsState {
-                    host: tls.host.to_string(),
+                    host: host.to_owned(),
                     state: format!("{other:?}"),
                 })
             }
         };
-        tls.incoming.consume(discard);
-        if let Some(step) = step {
-            return Ok(step);
+        incoming.consume(discard);
+        *fed -= discard;
+        match step {
+            None => {}
+            Some(Step::NeedInput) => match next_record_end(incoming.filled(), *fed) {
+                Some(end) => *fed = end,
+                None => return Ok(Step::NeedInput),
+            },
+            Some(Step::Writable) => return Ok(Step::Writable),
         }
     }
 }
 
-/// Hands the decrypted records of `traffic` to `io.dst`, overflowing into `staged`. Returns
-/// `false` when a record had nowhere to go (it stays inside rustls for the next call).
-fn deliver(
-    traffic: &mut ReadTraffic<'_, '_, ClientConnectionData>,
-    staged: &mut ByteQueue,
-    io: &mut Io<'_, '_>,
-    discard: &mut usize,
-) -> Result<bool, rustls::Error> {
-    while let Some(len) = traffic.peek_len() {
-        if !io.discard_plaintext {
-            let direct_room = if staged.is_empty() {
-                io.dst.len() - io.filled
-            } else {
-                0
-            };
-            let overflow = len.get().saturating_sub(direct_room);
-            let fits = overflow == 0
-                || (overflow <= staged.free() && (direct_room > 0 || io.stage_records));
-            if !fits {
-                return Ok(false);
-            }
-        }
-        let Some(record) = traffic.next_record() else {
-            break;
-        };
-        let record = record?;
-        *discard += record.discard;
-        if io.discard_plaintext {
-            continue;
-        }
-        let payload = record.payload;
-        let direct = if staged.is_empty() {
-            payload.len().min(io.dst.len() - io.filled)
-        } else {
-            0
-        };
-        io.dst[io.filled..io.filled + direct].copy_from_slice(&payload[..direct]);
-        io.filled += direct;
-        let staged_now = staged.push(&payload[direct..]);
-        debug_assert_eq!(staged_now, payload.len() - direct, "room was checked above");
+/// Where the record starting at `at` in `buf` ends, if it is all there. A header announcing
+/// more than any record may hold feeds everything, for rustls to reject.
+fn next_record_end(buf: &[u8], at: usize) -> Option<usize> {
+    let [_, _, _, hi, lo, ..] = *buf.get(at..)? else {
+        return None;
+    };
+    let len = usize::from(u16::from_be_bytes([hi, lo]));
+    if len > Version::Tls12.max_fragment() {
+        return Some(buf.len());
     }
-    Ok(true)
+    let end = at + HEADER_LEN + len;
+    (end <= buf.len()).then_some(end)
 }
 
 /// Copies a handshake/control record rustls produced into the outgoing queue.
@@ -926,87 +1108,315 @@ fn encode(
     }
 }
 
-/// Plaintext bytes that fit in `room` bytes of records.
-fn plaintext_fitting(room: usize) -> usize {
-    let per_record = MAX_PLAINTEXT_RECORD + MAX_RECORD_OVERHEAD;
-    let full = room / per_record;
-    let rest = (room % per_record).saturating_sub(MAX_RECORD_OVERHEAD);
-    full * MAX_PLAINTEXT_RECORD + rest
+/// What [`open_record`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// No complete record is buffered: read the socket.
+    NeedInput,
+    /// A record was handled: application data is now `pending` (or it was empty), or a
+    /// control record (alert, session ticket, KeyUpdate) was dealt with.
+    Record,
+    /// A KeyUpdate asked for ours, which is now queued in `out`: flush.
+    Answered,
 }
 
-/// Encrypts as much of the rest of `io.src` as fits in `out` (minus the control reserve).
-fn encrypt(
-    traffic: &mut WriteTraffic<'_, ClientConnectionData>,
-    io: &mut Io<'_, '_>,
+/// Decrypts the record at the front of `incoming` in place, if it is complete, and handles
+/// it: application data becomes `pending` (delivered by the caller, then consumed); alerts,
+/// session tickets and KeyUpdates are dealt with and consumed. Records without application
+/// data are counted against floods ([`Temper`]). Once `close_notify_sent`, nothing is queued
+/// in `out` (a KeyUpdate request still renews the receiving keys, unanswered).
+fn open_record(
+    t: &mut Traffic,
+    incoming: &mut ByteQueue,
     out: &mut ByteQueue,
-    host: &str,
-) -> Result<(), TransportError> {
-    let src = &io.src[io.accepted..];
-    let n = plaintext_fitting(out.free().saturating_sub(CONTROL_RESERVE)).min(src.len());
-    if n == 0 {
-        return Ok(());
+    pending: &mut Option<Pending>,
+    peer_closed: &mut bool,
+    close_notify_sent: bool,
+) -> Result<Next, Fatal> {
+    debug_assert!(
+        pending.is_none(),
+        "a decrypted record is still at the front"
+    );
+    let buf = incoming.filled_mut();
+    let Some(header) = Header::parse(buf, t.version)? else {
+        return Ok(Next::NeedInput);
+    };
+    let record_len = HEADER_LEN + header.len;
+    if buf.len() < record_len {
+        return Ok(Next::NeedInput);
     }
-    let records = n.div_ceil(MAX_PLAINTEXT_RECORD);
-    out.reserve_tail(n + records * MAX_RECORD_OVERHEAD);
-    match traffic.encrypt(&src[..n], out.spare_mut()) {
-        Ok(written) => {
-            out.commit(written);
-            io.accepted += n;
-            Ok(())
+    let Opened { typ, start, end } = t.rx.open(header, buf)?;
+    if typ == APPLICATION_DATA && start < end {
+        t.temper.data();
+        *pending = Some(Pending {
+            start,
+            end,
+            record_len,
+        });
+        return Ok(Next::Record);
+    }
+    t.temper.idle()?;
+    let mut next = Next::Record;
+    match typ {
+        APPLICATION_DATA => t.temper.empty()?,
+        ALERT => match buf[start..end] {
+            // At any level, as rustls: the peer is done sending.
+            [_, desc] if desc == u8::from(AlertDescription::CloseNotify) => *peer_closed = true,
+            [ALERT_LEVEL_WARNING, desc] => {
+                t.temper.warning_alert()?;
+                let desc = AlertDescription::from(desc);
+                // TLS 1.2 warnings are informational (RFC 5246 §7.2); TLS 1.3 has none but
+                // user_canceled (RFC 8446 §6: all others are fatal whatever their level), and
+                // rustls answers them with decode_error.
+                if t.version == Version::Tls13 && desc != AlertDescription::UserCanceled {
+                    return Err(Fatal {
+                        error: rustls::Error::AlertReceived(desc),
+                        alert: Some(AlertDescription::DecodeError),
+                    });
+                }
+            }
+            // Fatal (or of an unknown level), user_canceled included.
+            [_, desc] => return Err(rustls::Error::AlertReceived(desc.into()).into()),
+            [] | [_] => {
+                return Err(
+                    rustls::Error::InvalidMessage(rustls::InvalidMessage::MessageTooShort).into(),
+                )
+            }
+            _ => {
+                return Err(
+                    rustls::Error::InvalidMessage(rustls::InvalidMessage::TrailingData("Alert"))
+                        .into(),
+                )
+            }
+        },
+        HANDSHAKE => {
+            if post_handshake(t, &buf[start..end], out, close_notify_sent)? {
+                next = Next::Answered;
+            }
         }
-        // Records rustls had pending (alerts, key updates) took part of the room: nothing was
-        // written; the caller flushes and offers the bytes again.
-        Err(EncryptError::InsufficientSize(_)) => Ok(()),
-        Err(EncryptError::EncryptExhausted) => Err(TransportError::KeysExhausted {
-            host: host.to_owned(),
-        }),
+        other => return Err(record::unexpected(other).into()),
     }
+    incoming.consume(record_len);
+    Ok(next)
 }
 
-/// Encodes a close_notify alert into the outgoing queue.
-fn close_notify(
-    traffic: &mut WriteTraffic<'_, ClientConnectionData>,
+/// Handles the handshake messages a server may send after the handshake: TLS 1.3
+/// NewSessionTicket (given to rustls' ticket store) and KeyUpdate (new receive keys; our own
+/// KeyUpdate queued when asked for, returning `true`); a TLS 1.2 HelloRequest is ignored
+/// (renegotiation is not supported, RFC 5246 §7.4.1.1 allows ignoring it; at most
+/// [`MAX_HELLO_REQUESTS`]). KeyUpdates count against [`MAX_KEY_UPDATES`]; once
+/// `close_notify_sent`, requests renew the receiving keys but are not answered (nothing may
+/// follow our close_notify).
+///
+/// Limit: a post-handshake message split across records (which RFC 8446 §5.1 allows) is
+/// refused with a [`rustls::Error::General`] saying so; servers send these small messages
+/// whole (rustls, OpenSSL, BoringSSL do), and joining them would need a buffer of its own.
+fn post_handshake(
+    t: &mut Traffic,
+    mut msgs: &[u8],
     out: &mut ByteQueue,
-    host: &str,
-) -> Result<(), TransportError> {
-    out.reserve_tail(CONTROL_RESERVE);
-    match traffic.queue_close_notify(out.spare_mut()) {
-        Ok(n) => {
-            out.commit(n);
-            Ok(())
+    close_notify_sent: bool,
+) -> Result<bool, rustls::Error> {
+    let split = || {
+        rustls::Error::General(
+            "post-handshake message split across records (not supported: expected whole \
+             NewSessionTicket/KeyUpdate messages in one record)"
+                .into(),
+        )
+    };
+    if msgs.is_empty() {
+        return Err(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidEmptyPayload,
+        ));
+    }
+    let mut answered = false;
+    while let [typ, a, b, c, ref rest @ ..] = *msgs {
+        let len = u32::from_be_bytes([0, a, b, c]) as usize;
+        if rest.len() < len {
+            return Err(split());
         }
-        Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
-            Err(TransportError::OutgoingOverflow {
-                required: required_size,
+        let (body, tail) = rest.split_at(len);
+        msgs = tail;
+        let typ = HandshakeType::from(typ);
+        match (t.version, typ) {
+            (Version::Tls13, HandshakeType::NewSessionTicket) => {
+                t.kernel.handle_new_session_ticket(body)?;
+            }
+            (Version::Tls13, HandshakeType::KeyUpdate) => {
+                // RFC 8446 §5.1: a key change must end its record.
+                if !msgs.is_empty() {
+                    return Err(rustls::Error::PeerMisbehaved(
+                        rustls::PeerMisbehaved::KeyEpochWithPendingFragment,
+                    ));
+                }
+                let requested = match body {
+                    [0] => false,
+                    [1] => true,
+                    _ => {
+                        return Err(rustls::Error::InvalidMessage(
+                            rustls::InvalidMessage::InvalidKeyUpdate,
+                        ))
+                    }
+                };
+                t.temper.key_update()?;
+                let (seq, secrets) = t.kernel.update_rx_secret()?;
+                t.rx = Keys::new(t.version, seq, secrets)?;
+                if requested && !close_notify_sent {
+                    update_tx_keys(t, out)?;
+                    answered = true;
+                }
+            }
+            (Version::Tls12, HandshakeType::HelloRequest) if body.is_empty() => {
+                t.temper.hello_request()?;
+            }
+            _ => {
+                return Err(rustls::Error::InappropriateHandshakeMessage {
+                    expect_types: vec![HandshakeType::NewSessionTicket, HandshakeType::KeyUpdate],
+                    got_type: typ,
+                })
+            }
+        }
+    }
+    if !msgs.is_empty() {
+        return Err(split());
+    }
+    Ok(answered)
+}
+
+/// Sends a KeyUpdate (not requesting one back) under the current keys, then switches to the
+/// next sending keys (TLS 1.3).
+fn update_tx_keys(t: &mut Traffic, out: &mut ByteQueue) -> Result<(), rustls::Error> {
+    /// KeyUpdate, 1-byte body, `update_not_requested`.
+    const KEY_UPDATE: [u8; 5] = [24, 0, 0, 1, 0];
+    seal_record(&mut t.tx, out, HANDSHAKE, &KEY_UPDATE)?;
+    let (seq, secrets) = t.kernel.update_tx_secret()?;
+    t.tx = Keys::new(t.version, seq, secrets)?;
+    Ok(())
+}
+
+/// Seals one record into the tail of `out`, compacting it if needed.
+fn seal_record(
+    keys: &mut Keys,
+    out: &mut ByteQueue,
+    typ: u8,
+    plain: &[u8],
+) -> Result<(), rustls::Error> {
+    let need = keys.sealed_len(plain.len());
+    if !out.reserve_tail(need) {
+        return Err(rustls::Error::EncryptError);
+    }
+    let n = keys.seal(typ, plain, out.spare_mut())?;
+    out.commit(n);
+    Ok(())
+}
+
+/// Seals a control record (alert) into `out`, which keeps [`CONTROL_RESERVE`] bytes for these.
+fn seal_control(
+    t: &mut Traffic,
+    out: &mut ByteQueue,
+    typ: u8,
+    plain: &[u8],
+) -> Result<(), TransportError> {
+    let required = t.tx.sealed_len(plain.len());
+    if !out.reserve_tail(required) {
+        return Err(TransportError::OutgoingOverflow {
+            required,
+            capacity: out.capacity(),
+        });
+    }
+    let n =
+        t.tx.seal(typ, plain, out.spare_mut())
+            .map_err(|_| TransportError::OutgoingOverflow {
+                required,
                 capacity: out.capacity(),
-            })
-        }
-        Err(EncryptError::EncryptExhausted) => Err(TransportError::KeysExhausted {
-            host: host.to_owned(),
-        }),
-    }
+            })?;
+    out.commit(n);
+    Ok(())
 }
 
-/// After a TLS error, lets rustls emit the alert it queued (e.g. `bad_certificate`) into `out`.
-fn queue_pending_alert(tls: &mut Tls, out: &mut ByteQueue) {
-    // A handful of steps suffices: encode the alert, mark it transmitted, then rustls reports
-    // the error again.
-    for _ in 0..4 {
-        let UnbufferedStatus { discard, state } =
-            tls.conn.process_tls_records(tls.incoming.filled_mut());
-        let more = match state {
-            Ok(ConnectionState::EncodeTlsData(mut data)) => {
-                encode(&mut data, out, &tls.host).is_ok()
+/// Encrypts as much of `src` as fits in `out` (minus the control reserve) as application-data
+/// records of up to 16 KiB; returns how much that was. Renews the sending keys (TLS 1.3) or
+/// gives up (TLS 1.2) at the suite's confidentiality limit.
+fn seal_app_data(
+    t: &mut Traffic,
+    out: &mut ByteQueue,
+    src: &[u8],
+    host: &str,
+) -> Result<usize, TransportError> {
+    let mut accepted = 0;
+    while accepted < src.len() {
+        if t.tx.seq() >= t.tx_limit {
+            if t.version == Version::Tls12 {
+                return Err(TransportError::KeysExhausted {
+                    host: host.to_owned(),
+                });
             }
-            Ok(ConnectionState::TransmitTlsData(transmit)) => {
-                transmit.done();
-                true
-            }
-            _ => false,
-        };
-        tls.incoming.consume(discard);
-        if !more {
+            update_tx_keys(t, out).map_err(|e| TransportError::from_tls(host, e))?;
+        }
+        let room = out.free().saturating_sub(CONTROL_RESERVE);
+        let overhead = t.tx.sealed_len(0);
+        let n = (src.len() - accepted)
+            .min(MAX_PLAINTEXT)
+            .min(room.saturating_sub(overhead));
+        if n == 0 {
             break;
         }
+        seal_record(
+            &mut t.tx,
+            out,
+            APPLICATION_DATA,
+            &src[accepted..accepted + n],
+        )
+        .map_err(|e| TransportError::from_tls(host, e))?;
+        accepted += n;
+    }
+    Ok(accepted)
+}
+
+/// After a TLS error, puts the alert that tells the server why into `out`: rustls' own during
+/// the handshake (e.g. `bad_certificate`), ours afterwards (e.g. `bad_record_mac`).
+fn queue_fatal_alert(tls: &mut Tls, out: &mut ByteQueue, error: &TransportError) {
+    match &mut tls.state {
+        TlsState::Handshaking(conn) => {
+            // A handful of steps suffices: encode the alert, mark it transmitted, then rustls
+            // reports the error again.
+            for _ in 0..4 {
+                let UnbufferedStatus { discard, state } =
+                    conn.process_tls_records(&mut tls.incoming.filled_mut()[..tls.hs_fed]);
+                let more = match state {
+                    Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                        encode(&mut data, out, &tls.host).is_ok()
+                    }
+                    Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                        transmit.done();
+                        true
+                    }
+                    _ => false,
+                };
+                tls.incoming.consume(discard);
+                tls.hs_fed -= discard;
+                if !more {
+                    break;
+                }
+            }
+        }
+        TlsState::Traffic(traffic) => {
+            let TransportError::Tls { source, .. } = error else {
+                return;
+            };
+            if tls.close_notify_queued {
+                // Nothing may follow our close_notify (RFC 8446 §6.1).
+                return;
+            }
+            let alert = tls
+                .read_alert
+                .take()
+                .unwrap_or_else(|| record::alert_for(source));
+            if let Some(desc) = alert {
+                // Best effort: the connection is over whatever happens to the alert.
+                let _ = seal_control(traffic, out, ALERT, &[ALERT_LEVEL_FATAL, desc.into()]);
+            }
+        }
+        TlsState::Gone => {}
     }
 }

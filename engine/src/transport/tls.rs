@@ -69,7 +69,9 @@ impl TlsConfigBuilder {
     }
 
     /// Loads the roots and builds the configuration: TLS 1.3 and 1.2 with rustls' safe
-    /// defaults, the `ring` provider, ALPN `http/1.1`, no client certificate.
+    /// defaults, the `ring` provider, ALPN `http/1.1`, no client certificate. Secret extraction
+    /// is on: after the handshake the transport protects records itself, in place (rustls hands
+    /// it the traffic secrets and keeps the key schedule; the secrets never leave the transport).
     pub fn build(self) -> Result<TlsConfig, TlsConfigError> {
         let roots = if self.anchors.is_empty() {
             system_roots()?
@@ -86,6 +88,7 @@ impl TlsConfigBuilder {
             .with_root_certificates(roots)
             .with_no_client_auth();
         config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+        config.enable_secret_extraction = true;
         Ok(TlsConfig {
             inner: Arc::new(config),
         })

@@ -69,19 +69,29 @@ impl Pki {
         names: &[&str],
         versions: &[&'static rustls::SupportedProtocolVersion],
     ) -> Arc<ServerConfig> {
+        self.server_config_with(names, versions, rustls::crypto::ring::default_provider())
+    }
+
+    /// Like [`Pki::server_config_versions`], with the given crypto provider (e.g. one cipher
+    /// suite only).
+    pub fn server_config_with(
+        &self,
+        names: &[&str],
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        provider: rustls::crypto::CryptoProvider,
+    ) -> Arc<ServerConfig> {
         let key = KeyPair::generate().unwrap();
         let params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
         let cert = params.signed_by(&key, &self.ca).unwrap();
         let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let mut config =
-            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_protocol_versions(versions)
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(vec![cert.der().clone()], key_der)
-                .unwrap();
+        let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key_der)
+            .unwrap();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Arc::new(config)
     }
