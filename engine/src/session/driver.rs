@@ -31,6 +31,12 @@
 //! ring pushed → popped ([`PushTimes`]). A rejected TLS certificate fails the session for good
 //! ([`DisconnectCause::Certificate`]) and [`Driver::run`] returns the details.
 //!
+//! Reconnects: the driver keeps the last connection after it ends (closed and deregistered) and
+//! starts the next one in its place with [`WsConnection::reconnect`], so a reconnect reuses the
+//! WebSocket buffers instead of allocating and zeroing them again; the TLS configuration (and
+//! with it rustls' session-resumption store) is the same for every connection, so a venue that
+//! issues TLS 1.3 tickets gets a resumed handshake.
+//!
 //! [`Driver::spawn`] runs it on a thread of its own and hands back the ring ends; raising the
 //! stop flag makes the session log out and the thread end.
 
@@ -287,6 +293,9 @@ pub struct Driver {
     reactor: Reactor<WsConnection>,
     /// The current connection's slot.
     token: Option<Token>,
+    /// The last connection, closed and deregistered, kept for its buffers: the next connect
+    /// reuses them ([`WsConnection::reconnect`]) instead of allocating and zeroing ~5 MiB.
+    spare: Option<WsConnection>,
     /// Its transport phase already reported to the session.
     reported_ws: bool,
     /// Where to connect (URL, TLS configuration, resolved address), prepared before the loop.
@@ -387,6 +396,7 @@ impl Driver {
                 session,
                 reactor,
                 token: None,
+                spare: None,
                 reported_ws: false,
                 endpoint,
                 conn_config: config.connection,
@@ -617,17 +627,35 @@ impl Driver {
         let security = self.endpoint.security();
         let request = self.endpoint.request();
         let (addr, cfg) = (self.endpoint.addr, self.conn_config);
+        let conn = match self.spare.take() {
+            Some(mut conn) => match conn.reconnect(addr, security, &request) {
+                Ok(()) => Ok(conn),
+                Err(e) => {
+                    self.spare = Some(conn);
+                    Err(e)
+                }
+            },
+            None => WsConnection::connect(addr, security, &request, &cfg),
+        };
+        let mut conn = match conn {
+            Ok(conn) => Some(conn),
+            Err(e) => return self.lost(now, e),
+        };
         let r = self.reactor.insert_with(|token, registry| {
-            let mut conn = WsConnection::connect(addr, security, &request, &cfg)?;
-            conn.register(registry, token).map_err(|e| {
+            let c = conn.as_mut().ok_or(ConnError::Closed)?;
+            c.register(registry, token).map_err(|e| {
                 ConnError::Transport(TransportError::Io {
                     op: "register",
                     peer: addr,
                     source: e,
                 })
             })?;
-            Ok::<_, ConnError>(conn)
+            conn.take().ok_or(ConnError::Closed)
         });
+        if let Some(c) = conn {
+            // Not inserted: keep its buffers for the next attempt.
+            self.spare = Some(c);
+        }
         match r {
             Ok(token) => {
                 self.token = Some(token);
@@ -656,6 +684,7 @@ impl Driver {
             }
             conn.abort();
             let _ = conn.deregister(self.reactor.registry());
+            self.spare = Some(conn);
         }
         self.again = false;
     }
@@ -770,6 +799,7 @@ impl Driver {
         if let Some(token) = self.token.take() {
             if let Some(mut conn) = self.reactor.remove(token) {
                 let _ = conn.deregister(self.reactor.registry());
+                self.spare = Some(conn);
             }
         }
         self.again = false;

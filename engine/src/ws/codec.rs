@@ -102,6 +102,17 @@ impl Codec {
         })
     }
 
+    /// Back to the state of a new codec, for a new connection, keeping both buffers (nothing is
+    /// allocated or zeroed) and the mask-key generator.
+    pub fn reset(&mut self) {
+        self.decoder.reset();
+        let s = &mut self.sender;
+        s.state = CloseState::Open;
+        s.pong_len = 0;
+        s.pong_pending = false;
+        s.close_pending = None;
+    }
+
     /// Where the closing handshake stands.
     pub fn state(&self) -> CloseState {
         self.sender.state

@@ -199,6 +199,20 @@ impl Decoder {
         })
     }
 
+    /// Back to the state of a new decoder (nothing buffered, no message in progress, no
+    /// error), keeping both buffers as they are: nothing is allocated or zeroed.
+    pub fn reset(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        self.frag_len = 0;
+        self.frag_kind = None;
+        self.utf8.reset();
+        self.current = None;
+        self.validated = 0;
+        self.error = None;
+        self.close_received = false;
+    }
+
     /// The read buffer's size in bytes.
     pub fn capacity(&self) -> usize {
         self.buf.len()

@@ -374,6 +374,9 @@ impl Conn {
             match ws::parse_upgrade(&self.inbuf) {
                 Ok(None) => return Ok(()),
                 Ok(Some(req)) => {
+                    if self.transport.resumed() {
+                        self.shared.tls_resumed.fetch_add(1, Ordering::Relaxed);
+                    }
                     let rest = self.inbuf.split_off(req.head_len);
                     self.inbuf.clear();
                     let path = req.path.split('?').next().unwrap_or("");

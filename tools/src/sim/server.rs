@@ -1,5 +1,6 @@
 //! Process structure: the acceptor thread, the market-data generator thread, one thread per
-//! connection, and the handle that controls them.
+//! connection (a worker thread that served a connection which ended serves the next one), and
+//! the handle that controls them.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     pub md_sent: AtomicU64,
     /// Connections accepted so far.
     pub accepted: AtomicU64,
+    /// TLS handshakes that resumed an earlier session (a ticket from an earlier connection).
+    pub tls_resumed: AtomicU64,
 }
 
 impl Shared {
@@ -60,6 +63,11 @@ pub struct SimStats {
     pub accepted: u64,
     /// Connections alive now.
     pub live: usize,
+    /// TLS handshakes that resumed an earlier session (counted when the connection's upgrade
+    /// request arrives): with `wss`, the server issues TLS 1.3 tickets (rustls' default
+    /// stateful cache, two per connection), and a client that keeps its TLS configuration
+    /// resumes on its next connection (no certificate sent or verified).
+    pub tls_resumed: u64,
 }
 
 /// Entry point of the simulator.
@@ -109,6 +117,7 @@ impl Simulator {
             tls,
             md_sent: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
+            tls_resumed: AtomicU64::new(0),
         });
         let conn_threads = Arc::new(Mutex::new(Vec::new()));
         let market = {
@@ -145,6 +154,79 @@ fn market_loop(shared: &Shared) {
     }
 }
 
+/// An accepted connection handed to a worker thread.
+struct Job {
+    id: ConnId,
+    sock: mio::net::TcpStream,
+    peer: SocketAddr,
+}
+
+/// Connection worker threads: every connection runs on a thread of its own, as before, but a
+/// thread whose connection ended waits for the next one instead of exiting. A reconnect is then
+/// served by a thread that is already there (a wake-up) rather than by a new one (creating a
+/// thread and tearing the old one down, which on a small machine competes with the handshake the
+/// client is timing).
+struct Workers {
+    /// Jobs for idle workers (the acceptor is the only sender).
+    tx: std::sync::mpsc::Sender<Job>,
+    /// The receiving end, shared by the idle workers.
+    rx: Arc<Mutex<std::sync::mpsc::Receiver<Job>>>,
+    /// Workers waiting for a job that no job has been sent to yet. The acceptor claims one
+    /// (decrements) before sending; a worker adds itself back after its connection ends.
+    idle: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Workers {
+    fn new() -> Workers {
+        let (tx, rx) = std::sync::mpsc::channel();
+        Workers {
+            tx,
+            rx: Arc::new(Mutex::new(rx)),
+            idle: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        }
+    }
+
+    /// Runs `job` on an idle worker, or on a new one when none is idle.
+    fn dispatch(
+        &self,
+        shared: &Arc<Shared>,
+        job: Job,
+        threads: &Mutex<Vec<JoinHandle<()>>>,
+    ) -> Result<(), std::io::Error> {
+        let claimed = self
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        let job = if claimed {
+            match self.tx.send(job) {
+                Ok(()) => return Ok(()),
+                // Every worker is gone (cannot happen while the acceptor runs): spawn one.
+                Err(e) => e.0,
+            }
+        } else {
+            job
+        };
+        let (sh, rx, idle) = (shared.clone(), self.rx.clone(), self.idle.clone());
+        let h = std::thread::Builder::new()
+            .name("sim-conn".into())
+            .spawn(move || {
+                let mut job = Some(job);
+                while let Some(Job { id, sock, peer }) = job.take() {
+                    conn::run(sh.clone(), id, sock, peer);
+                    if sh.stopping() {
+                        return;
+                    }
+                    idle.fetch_add(1, Ordering::AcqRel);
+                    // The lock is held only by idle workers, while they wait; the acceptor
+                    // dropping its sender at shutdown ends the wait with an error.
+                    job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv().ok();
+                }
+            })?;
+        threads.lock().unwrap_or_else(|p| p.into_inner()).push(h);
+        Ok(())
+    }
+}
+
 fn accept_loop(
     shared: &Arc<Shared>,
     mut listener: mio::net::TcpListener,
@@ -164,6 +246,7 @@ fn accept_loop(
         eprintln!("sim: cannot register listener: {e}");
         return;
     }
+    let workers = Workers::new();
     let mut events = mio::Events::with_capacity(16);
     while !shared.stopping() {
         if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(10))) {
@@ -176,17 +259,8 @@ fn accept_loop(
             match listener.accept() {
                 Ok((sock, peer)) => {
                     let id = shared.accepted.fetch_add(1, Ordering::Relaxed) + 1;
-                    let sh = shared.clone();
-                    let spawned = std::thread::Builder::new()
-                        .name(format!("sim-conn-{id}"))
-                        .spawn(move || conn::run(sh, id, sock, peer));
-                    match spawned {
-                        Ok(h) => {
-                            let mut t = threads.lock().unwrap_or_else(|p| p.into_inner());
-                            t.retain(|h| !h.is_finished());
-                            t.push(h);
-                        }
-                        Err(e) => eprintln!("sim: cannot spawn connection thread: {e}"),
+                    if let Err(e) = workers.dispatch(shared, Job { id, sock, peer }, threads) {
+                        eprintln!("sim: cannot spawn connection thread: {e}");
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -199,6 +273,7 @@ fn accept_loop(
             }
         }
     }
+    // Dropping `workers` (its sender) releases the idle workers.
 }
 
 /// A running simulator. Dropping it shuts it down (without writing the ledger file).
@@ -258,6 +333,7 @@ impl SimHandle {
             md_generated: self.shared.venue().log.head(),
             accepted: self.shared.accepted.load(Ordering::Relaxed),
             live: self.connections().len(),
+            tls_resumed: self.shared.tls_resumed.load(Ordering::Relaxed),
         }
     }
 
@@ -332,5 +408,69 @@ impl SimHandle {
 impl Drop for SimHandle {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::SimConfig;
+
+    fn workers(sim: &SimHandle) -> usize {
+        sim.conn_threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Waits until the simulator has accepted `n` connections and none is alive.
+    fn wait_all_ended(sim: &SimHandle, n: u64) {
+        let end = Instant::now() + Duration::from_secs(5);
+        while sim.stats().accepted < n || !sim.connections().is_empty() {
+            assert!(Instant::now() < end, "connections did not end");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn connections_one_after_another_reuse_one_worker_thread() {
+        let sim = Simulator::start(SimConfig {
+            rate: 0,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        for n in 1..=5 {
+            drop(std::net::TcpStream::connect(sim.local_addr()).unwrap());
+            wait_all_ended(&sim, n);
+            // The worker adds itself back to the idle ones just after its connection ends.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(workers(&sim), 1);
+        sim.shutdown();
+    }
+
+    #[test]
+    fn simultaneous_connections_each_get_a_worker_and_shutdown_ends_them_all() {
+        let sim = Simulator::start(SimConfig {
+            rate: 0,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let a = std::net::TcpStream::connect(sim.local_addr()).unwrap();
+        let b = std::net::TcpStream::connect(sim.local_addr()).unwrap();
+        let end = Instant::now() + Duration::from_secs(5);
+        while sim.connections().len() < 2 {
+            assert!(
+                Instant::now() < end,
+                "both connections should be served at once"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(workers(&sim), 2);
+        drop((a, b));
+        wait_all_ended(&sim, 2);
+        // Idle workers wait for the next connection; shutdown must still end them (this
+        // returns only after joining every worker).
+        sim.shutdown();
     }
 }

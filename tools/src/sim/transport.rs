@@ -144,6 +144,17 @@ impl Transport {
         }
     }
 
+    /// Whether the TLS handshake resumed an earlier session (false for plain TCP, or before
+    /// the handshake is done).
+    pub fn resumed(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            Transport::Tls { tls, .. } => {
+                tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+            }
+        }
+    }
+
     /// True while encrypted bytes are waiting for the socket.
     pub fn wants_write(&self) -> bool {
         match self {
