@@ -18,11 +18,11 @@
 //! Run: `cargo bench -p spinwire-bench --bench deribit_decode` (add
 //! `-- --warm-up-time 1 --measurement-time 3` for a short run);
 //! `cargo test -p spinwire-bench --bench deribit_decode` runs each once as a check.
+//! Instruction counts (repeatable where wall time is not): `examples/decode_ir.rs`.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use serde::Deserialize;
 use spinwire_bench::{count_allocations, CountingAlloc};
 use spinwire_engine::md::{InstrumentTable, MdRecord};
 use spinwire_engine::venue::deribit::{decode, decode_general, Incoming};
@@ -33,90 +33,9 @@ use spinwire_engine::venue::deribit::{decode, decode_general, Incoming};
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
 
-// ---------------------------------------------------------------------------------------------
-// Input.
-
-/// A `book.BTC-PERPETUAL.raw` change with `rows` rows (bids first, then asks), as Deribit sends
-/// it, plus `sw_send_ns`.
-fn book_change(rows: usize) -> String {
-    let bids = rows.div_ceil(2);
-    let row = |i: usize, bid: bool| {
-        let action = ["change", "new", "delete"][i % 3];
-        let price = if bid {
-            60000.0 - 0.5 * i as f64
-        } else {
-            60000.5 + 0.5 * i as f64
-        };
-        let amount = if action == "delete" {
-            0
-        } else {
-            10 * (i as u64 * 37 % 5000 + 1)
-        };
-        format!("[\"{action}\",{price:.1},{amount}.0]")
-    };
-    let b: Vec<String> = (0..bids).map(|i| row(i, true)).collect();
-    let a: Vec<String> = (0..rows - bids).map(|i| row(i, false)).collect();
-    format!(
-        "{{\"jsonrpc\":\"2.0\",\"method\":\"subscription\",\"params\":{{\"channel\":\"book.BTC-PERPETUAL.raw\",\
-         \"data\":{{\"type\":\"change\",\"timestamp\":1700000000123,\"prev_change_id\":71234567890,\
-         \"instrument_name\":\"BTC-PERPETUAL\",\"change_id\":71234567891,\"bids\":[{}],\"asks\":[{}],\
-         \"sw_send_ns\":1700000000123456789}}}}}}",
-        b.join(","),
-        a.join(",")
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
-// The serde_json baseline: derive structs for the same message.
-
-#[allow(dead_code)]
-#[derive(Deserialize)]
-struct Notification {
-    method: String,
-    params: Params,
-}
-
-#[allow(dead_code)]
-#[derive(Deserialize)]
-struct Params {
-    channel: String,
-    data: BookData,
-}
-
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum Kind {
-    Snapshot,
-    Change,
-}
-
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum Action {
-    New,
-    Change,
-    Delete,
-}
-
-#[allow(dead_code)]
-#[derive(Deserialize)]
-struct BookData {
-    #[serde(rename = "type")]
-    kind: Kind,
-    timestamp: u64,
-    #[serde(default)]
-    prev_change_id: Option<u64>,
-    instrument_name: String,
-    change_id: u64,
-    bids: Vec<(Action, f64, f64)>,
-    asks: Vec<(Action, f64, f64)>,
-    #[serde(default)]
-    sw_send_ns: Option<u64>,
-}
-
-fn serde_decode(text: &str) -> Notification {
-    serde_json::from_str(text).expect("valid notification")
-}
+#[path = "support/deribit_book.rs"]
+mod support;
+use support::{book_change, instruments, serde_decode, Action, Kind};
 
 // ---------------------------------------------------------------------------------------------
 // Sanity checks and allocation counts (before timing).
@@ -182,15 +101,7 @@ fn check_and_count(rows: usize, table: &InstrumentTable, out: &mut [MdRecord]) {
 // Benchmarks.
 
 fn bench_book_change(c: &mut Criterion) {
-    let mut table = InstrumentTable::with_capacity(64).expect("capacity");
-    for name in [
-        "ETH-PERPETUAL",
-        "BTC-PERPETUAL",
-        "BTC-27DEC24",
-        "ETH-27DEC24",
-    ] {
-        table.insert(name).expect("room");
-    }
+    let table = instruments();
     let mut out = vec![MdRecord::default(); 256];
     for rows in [1usize, 5, 20] {
         check_and_count(rows, &table, &mut out);

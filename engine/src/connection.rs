@@ -1001,7 +1001,10 @@ mod tests {
             }
         }
         assert_eq!(texts.len(), 20_000, "messages lost");
-        assert!(texts.iter().enumerate().all(|(i, t)| *t == format!("m{i:05}")));
+        assert!(texts
+            .iter()
+            .enumerate()
+            .all(|(i, t)| *t == format!("m{i:05}")));
         // One drive delivers at most what was left in the 4 KiB buffer plus MAX_READS_PER_DRIVE
         // reads of it (8-byte messages); without the bound, one drive takes all 20,000.
         let share = (MAX_READS_PER_DRIVE as usize + 1) * 4096 / 8;

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::swar;
+
 /// Longest instrument name the table holds, in bytes. Deribit names are 13-30 bytes
 /// (`BTC-PERPETUAL`, `BTC_USDC-27DEC24-100000-C`).
 pub const MAX_NAME_LEN: usize = 48;
@@ -87,22 +89,28 @@ pub struct InstrumentTable {
 }
 
 /// Hash of a name for the slot index: FxHash-style over 8-byte words (a rotate, a xor and a
-/// multiply per word), so a 13-25 byte Deribit name costs a handful of cycles. Not DoS-resistant,
-/// and it need not be: the table only holds names the session chose.
+/// multiply per word; the last word overlaps the one before, so no byte-wise tail), so a 13-25
+/// byte Deribit name costs a handful of cycles. Not DoS-resistant, and it need not be: the table
+/// only holds names the session chose.
 #[inline]
 fn name_hash(bytes: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = bytes.len() as u64;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_le_bytes(<[u8; 8]>::try_from(c).unwrap_or([0; 8]));
-        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut tail = [0u8; 8];
-        tail[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    let n = bytes.len();
+    let mut h = (n as u64).wrapping_mul(K);
+    let mut mix = |w: u64| h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+    if n >= 8 {
+        let mut k = 0;
+        while k + 8 < n {
+            mix(swar::load8(bytes, k));
+            k += 8;
+        }
+        mix(swar::load8(bytes, n - 8));
+    } else if n >= 4 {
+        let lo = u32::from_le_bytes(bytes.first_chunk::<4>().copied().unwrap_or_default());
+        let hi = u32::from_le_bytes(bytes.last_chunk::<4>().copied().unwrap_or_default());
+        mix(lo as u64 | (hi as u64) << 32);
+    } else if n > 0 {
+        mix(bytes[0] as u64 | (bytes[n / 2] as u64) << 8 | (bytes[n - 1] as u64) << 16);
     }
     // The multiply leaves its best bits at the top: fold them down for the mask.
     h ^ (h >> 29) ^ (h >> 47)
@@ -180,8 +188,11 @@ impl InstrumentTable {
                 0 => return None,
                 s => {
                     let id = s - 1;
-                    if self.names.get(id as usize).map(Name::as_bytes) == Some(name) {
-                        return Some(InstrumentId(id));
+                    // Length first, then word-wise (no `memcmp` call for ~16 bytes).
+                    if let Some(n) = self.names.get(id as usize) {
+                        if n.len as usize == name.len() && swar::eq_same_len(n.as_bytes(), name) {
+                            return Some(InstrumentId(id));
+                        }
                     }
                 }
             }

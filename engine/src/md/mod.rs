@@ -23,6 +23,7 @@
 pub mod fixed;
 mod instruments;
 mod record;
+pub(crate) mod swar;
 
 pub use fixed::{parse_u64_prefix, Fixed, NumError, FIXED_DECIMALS, FIXED_SCALE};
 pub use instruments::{InstrumentId, InstrumentTable, TableError, MAX_INSTRUMENTS, MAX_NAME_LEN};
