@@ -112,7 +112,7 @@ pub struct PushStamp {
     pub first: u64,
     /// One past the index of its last record.
     pub end: u64,
-    /// When it was pushed, ns on the driver's [`Clock`].
+    /// When it was pushed: ns on the driver's [`Clock`], read right before the push.
     pub pushed_ns: u64,
 }
 
@@ -129,27 +129,25 @@ pub struct PushTimes {
 
 impl PushTimes {
     /// Call once for every record popped from the MarketData ring, in order: returns when it
-    /// was pushed and now, both ns on the driver's clock (`None` when its stamp is missing).
+    /// was pushed and now, both ns on the driver's clock (`None` when its stamp is missing:
+    /// the stamp ring was full). Never waits: the engine pushes a batch's stamp before its
+    /// records, so the stamp of a popped record is already there.
     #[inline]
     pub fn popped(&mut self) -> Option<(u64, u64)> {
         let i = self.popped;
         self.popped += 1;
-        // The engine pushes a batch's stamp just after its records: a strategy quick enough to
-        // pop a record first waits for the stamp a little (bounded).
-        let mut tries = 0;
-        loop {
-            match self.current {
-                Some(s) if i < s.first => return None,
-                Some(s) if i < s.end => return Some((s.pushed_ns, self.clock.now_ns())),
-                _ => match self.stamps.pop() {
-                    Some(s) => self.current = Some(s),
-                    None if tries < 1000 => {
-                        tries += 1;
-                        std::hint::spin_loop();
-                    }
-                    None => return None,
-                },
+        // Take every stamp that starts at or before this record: the newest of them covers it
+        // (a stamp for a batch the ring took only in part, or not at all, is overtaken by the
+        // next batch's, which starts where the ring really stopped).
+        while let Some(&next) = self.stamps.peek() {
+            if next.first > i {
+                break;
             }
+            self.current = self.stamps.pop();
+        }
+        match self.current {
+            Some(s) if s.first <= i && i < s.end => Some((s.pushed_ns, self.clock.now_ns())),
+            _ => None,
         }
     }
 
@@ -722,26 +720,30 @@ impl Driver {
                     };
                     let mut lost: Option<(MdRecord, usize)> = None;
                     let mut sink = |records: &[MdRecord]| {
-                        let t_decoded = recorder.as_ref().map_or(0, |_| clock.now_ns());
-                        let pushed = md_tx.push_slice(records);
-                        let t_pushed = if recorder.is_some() || stamps_tx.is_some() {
+                        let t_decoded = if recorder.is_some() || stamps_tx.is_some() {
                             clock.now_ns()
                         } else {
                             0
                         };
-                        if let Some(r) = recorder.as_mut() {
-                            r.record_between(Stage::FrameToRecord, t_frame, t_decoded);
-                            r.record_between(Stage::RecordToRing, t_decoded, t_pushed);
-                        }
-                        if let (Some(tx), true) = (stamps_tx.as_mut(), pushed > 0) {
+                        if let Some(tx) = stamps_tx.as_mut() {
+                            // The stamp goes in before the records (the MarketData push
+                            // publishes it too), so the strategy never pops a record ahead of
+                            // its stamp. It covers the whole batch; if the ring takes less, the
+                            // next stamp starts where the ring stopped.
                             let stamp = PushStamp {
                                 first: stats.records,
-                                end: stats.records + pushed as u64,
-                                pushed_ns: t_pushed,
+                                end: stats.records + records.len() as u64,
+                                pushed_ns: t_decoded,
                             };
-                            // Never full (as large as the MarketData ring); were it full, the
-                            // strategy would just not time these records.
+                            // Full only while the MarketData ring is (a stamp per batch): the
+                            // strategy then just does not time these records.
                             let _ = tx.push(stamp);
+                        }
+                        let pushed = md_tx.push_slice(records);
+                        if let Some(r) = recorder.as_mut() {
+                            let t_pushed = clock.now_ns();
+                            r.record_between(Stage::FrameToRecord, t_frame, t_decoded);
+                            r.record_between(Stage::RecordToRing, t_decoded, t_pushed);
                         }
                         stats.records += pushed as u64;
                         if pushed < records.len() {
@@ -893,5 +895,39 @@ fn cause_of(e: &ConnError) -> DisconnectCause {
         ConnError::Handshake(_) | ConnError::ResponseTooLarge => DisconnectCause::Handshake,
         ConnError::Protocol(_) => DisconnectCause::Protocol,
         ConnError::ClosedWithoutCloseFrame | ConnError::Closed => DisconnectCause::Abnormal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(first: u64, end: u64, pushed_ns: u64) -> PushStamp {
+        PushStamp {
+            first,
+            end,
+            pushed_ns,
+        }
+    }
+
+    #[test]
+    fn push_times_follow_the_newest_stamp_that_covers_each_record() {
+        let (mut tx, rx) = spinwire_ringbuf::channel(16);
+        let mut times = PushTimes {
+            stamps: rx,
+            popped: 0,
+            current: None,
+            clock: Clock::monotonic_clock(),
+        };
+        // A batch of 5 the full ring took none of, then 3 of a batch of 4 (records 0..3), then
+        // a batch of 2 taken whole (3..5); nothing stamped after that.
+        tx.push(stamp(0, 5, 100)).unwrap();
+        tx.push(stamp(0, 4, 200)).unwrap();
+        tx.push(stamp(3, 5, 300)).unwrap();
+        let pushed: Vec<Option<u64>> = (0..6).map(|_| times.popped().map(|(p, _)| p)).collect();
+        assert_eq!(
+            pushed,
+            [Some(200), Some(200), Some(200), Some(300), Some(300), None]
+        );
     }
 }
