@@ -15,6 +15,9 @@
 //! done; done
 //! ```
 //!
+//! A fourth argument `nosw` drops the simulator's `sw_send_ns` member from the message (the
+//! message as Deribit itself sends it).
+//!
 //! Without valgrind it prints ns/msg (wall time, for a rough look):
 //! `target/release/examples/decode_ir spinwire 5 1000000`; `decode_ir interleaved ROWS ROUNDS`
 //! alternates short batches of spinwire and serde_json (a few ms each) and prints the medians
@@ -107,8 +110,12 @@ fn interleaved(rows: usize, rounds: usize) {
 
 fn main() {
     let usage =
-        "usage: decode_ir spinwire|general|serde ROWS N | decode_ir interleaved ROWS ROUNDS";
-    let args: Vec<String> = std::env::args().skip(1).collect();
+        "usage: decode_ir spinwire|general|serde ROWS N [nosw] | decode_ir interleaved ROWS ROUNDS";
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let no_sw = args.len() == 4 && args[3] == "nosw";
+    if no_sw {
+        args.pop();
+    }
     let [decoder, rows, n] = <[String; 3]>::try_from(args).unwrap_or_else(|_| {
         eprintln!("{usage}");
         std::process::exit(2)
@@ -135,7 +142,11 @@ fn main() {
     };
     let table = instruments();
     let mut out = vec![MdRecord::default(); rows.max(1)];
-    let text = book_change(rows);
+    let mut text = book_change(rows);
+    if no_sw {
+        let at = text.rfind(",\"sw_send_ns\":").expect("the member");
+        text.replace_range(at..text.len() - 3, "");
+    }
     // Check before counting: the message decodes to `rows` rows.
     let one = decode_ir_loop(decoder, &text, &table, &mut out, 1);
     assert_eq!(one, rows, "the decoder reads every row");

@@ -95,27 +95,29 @@ fn both_sides(b: &[u8], i: usize, head: &BookRow, out: &mut [MdRecord]) -> Optio
     if !starts_with_at(b, i, b",\"bids\":") {
         return None;
     }
-    let (i, n) = side_rows(b, i + 8, Side::Bid, head, out, 0)?;
+    let room = out.len();
+    let mut slots = out.iter_mut();
+    let i = side_rows(b, i + 8, Side::Bid, head, &mut slots)?;
     if !starts_with_at(b, i, b",\"asks\":") {
         return None;
     }
-    side_rows(b, i + 8, Side::Ask, head, out, n)
+    let i = side_rows(b, i + 8, Side::Ask, head, &mut slots)?;
+    Some((i, room - slots.len()))
 }
 
-/// `[` rows `]` of one side at `b[i..]`, written from `out[n]` on: the index after the `]` and
-/// the new count.
+/// `[` rows `]` of one side at `b[i..]`, written to the next of `slots`: the index after the
+/// `]`. `None` also when the rows outnumber the slots.
 #[inline(always)]
 fn side_rows(
     b: &[u8],
     mut i: usize,
     side: Side,
     head: &BookRow,
-    out: &mut [MdRecord],
-    mut n: usize,
-) -> Option<(usize, usize)> {
+    slots: &mut std::slice::IterMut<'_, MdRecord>,
+) -> Option<usize> {
     // `[]` or `[[`.
     match word(b, i) as u16 {
-        0x5d5b => return Some((i + 2, n)),
+        0x5d5b => return Some(i + 2),
         0x5b5b => i += 1,
         _ => return None,
     }
@@ -133,25 +135,24 @@ fn side_rows(
             Some(r) => r,
             None => row_slow(rest, 0)?,
         };
-        *out.get_mut(n)? = MdRecord::Book(BookRow {
+        *slots.next()? = MdRecord::Book(BookRow {
             price,
             amount,
             side,
             action,
             ..*head
         });
-        n += 1;
         rest = rest.get(len + 1..)?;
         // `]` ends the side, `,` continues it.
         match next {
             b',' => {}
-            b']' => return Some((b.len() - rest.len(), n)),
+            b']' => return Some(b.len() - rest.len()),
             _ => return None,
         }
     }
 }
 
-/// Bytes a row with short numbers spans, the `,` or `]` after it included (at most 27).
+/// Bytes a row with short numbers spans, the `,` or `]` after it included (at most 29).
 const ROW_WINDOW: usize = swar::WINDOW;
 
 /// The action at the start of a row: `(action, bytes up to the price)`.
@@ -178,47 +179,56 @@ fn action_at(b: &[u8], i: usize) -> Option<(BookAction, usize)> {
 /// A row with two short numbers at the start of `win`: `(action, price, amount, length, the
 /// byte after it)`. `None` for anything else.
 ///
-/// One classification of the whole window (which bytes are digits, which are `]`) gives every
-/// position: the price ends at the first non-digit after the action (or at the second, when the
-/// first is its dot), the amount likewise after the `,`; each number is then read from one
-/// 8-byte word. The row's length comes from the first `]` alone, so the next row's loads need
-/// not wait for the numbers (which are checked to end there).
+/// One classification of the whole window (which bytes are digits) gives every position: the
+/// price ends at the first non-digit after the action (or at the second, when the first is its
+/// dot), the amount likewise after the `,`, and must end at a `]`; both numbers are converted
+/// together from 16 bytes around their dots ([`swar::units2`]).
 #[inline(always)]
 fn row_short(win: &[u8; ROW_WINDOW]) -> Option<(BookAction, Fixed, Fixed, usize, u8)> {
     const LAST: usize = ROW_WINDOW - 1;
     let (action, j) = action_at(win, 0)?;
-    let (nondigits, closes) = swar::classify32(win, b']');
-    // The row's `]`, and the byte after it (a `]` in the last byte leaves no room for it).
-    let close = (closes & !(1 << LAST)).trailing_zeros() as usize;
-    if close >= LAST {
-        return None;
-    }
     // Bit 31: a stop for numbers that run to the end of the window (see `decimal_in`).
-    let m = (nondigits | 1 << 31) & (u32::MAX << j);
+    let m = (swar::nondigits32(win) | 1 << 31) & (u32::MAX << j);
     let (price, end, m) = swar::decimal_in(win, j, m)?;
-    // The price ends within 8 bytes of j <= 10: end + 1 <= 19 leaves 8 bytes for the amount.
-    if win[end & LAST] != b',' || end > 18 {
+    // The price ends within 8 bytes of j <= 10.
+    debug_assert!(end <= 18);
+    if win[end & LAST] != b',' {
         return None;
     }
+    // The amount ends within 8 bytes of its start and its dot or end by byte 24: end <= 27
+    // leaves a byte after the `]`.
     let (amount, end, _) = swar::decimal_in(win, end + 1, m)?;
-    if end != close {
+    if win[end & LAST] != b']' {
         return None;
     }
-    // At most 8 digits each: far inside the range.
+    let (price, amount) = swar::units2(price, amount);
+    // Below 10^16: far inside the range.
     Some((
         action,
         Fixed::from_raw(price as i64),
         Fixed::from_raw(amount as i64),
-        close + 1,
-        win[(close + 1) & LAST],
+        end + 1,
+        win[(end + 1) & LAST],
     ))
 }
 
 /// A row at `b[i..]` in Deribit's layout with any numbers (the exact parser): `(action, price,
 /// amount, length, the byte after it)`. `None` for anything else.
+///
+/// In the last bytes of the text (fewer than a window: the last row of a message without
+/// `sw_send_ns`) it first tries [`row_short`] on a zero-padded copy: the zeros are neither
+/// digits nor delimiters, so a row taken there lies within the text.
 #[cold]
 #[inline(never)]
 fn row_slow(b: &[u8], i: usize) -> Option<(BookAction, Fixed, Fixed, usize, u8)> {
+    let rest = b.get(i..)?;
+    if rest.len() < ROW_WINDOW {
+        let mut win = [0u8; ROW_WINDOW];
+        win[..rest.len()].copy_from_slice(rest);
+        if let Some(row) = row_short(&win) {
+            return Some(row);
+        }
+    }
     let (action, j) = action_at(b, i)?;
     let mut j = i + j;
     let (price, n) = Fixed::parse_prefix(b.get(j..)?).ok()?;
@@ -259,6 +269,26 @@ fn instrument_end(b: &[u8], start: usize) -> Option<usize> {
         if i - start > MAX_NAME_LEN {
             return None;
         }
+    }
+}
+
+/// The simulator's member before the closing braces.
+const SW_SEND: &[u8; 14] = b",\"sw_send_ns\":";
+
+/// Bytes of `,"sw_send_ns":` with a 19-digit stamp (every time from 2001 to 2286) and `}}}`.
+const SW_TAIL: usize = SW_SEND.len() + 19 + 3;
+
+/// The stamp when `b` ends with `,"sw_send_ns":` and 19 digits and `}}}`, the simulator's
+/// usual ending; `None` otherwise (the caller then reads the ending after the rows).
+#[inline(always)]
+fn sw_send_tail(b: &[u8]) -> Option<u64> {
+    let at = b.len().checked_sub(SW_TAIL)?;
+    if !starts_with_at(b, at, SW_SEND) || !starts_with_at(b, b.len() - 3, b"}}}") {
+        return None;
+    }
+    match swar::u64_at(b, at + SW_SEND.len()) {
+        Some((v, end)) if end == b.len() - 3 => Some(v),
+        _ => None,
     }
 }
 
@@ -312,13 +342,16 @@ pub(super) fn book<'a>(
     c.lit(b"\",\"change_id\":")?;
     let change_id = c.u64()?;
     let prev_change_id = prev.unwrap_or(0);
+    // The simulator's stamp, when the text ends the usual way, goes into every row as it is
+    // written (no second pass); the rows must then end where that ending starts.
+    let tail = sw_send_tail(b);
     let head = BookRow {
         change_id,
         prev_change_id,
         price: Fixed::ZERO,
         amount: Fixed::ZERO,
         timestamp_ms,
-        sw_send_ns: 0,
+        sw_send_ns: tail.unwrap_or(0),
         instrument,
         side: Side::Bid,
         action: BookAction::New,
@@ -329,23 +362,34 @@ pub(super) fn book<'a>(
         },
     };
     let n = c.rows(&head, out)?;
-    let sw_send_ns = if c.lit(b",\"sw_send_ns\":").is_some() {
-        c.u64()?
-    } else {
-        0
-    };
-    c.lit(b"}}}")?;
-    if c.i != b.len() {
-        return None;
-    }
     let rows = out.get_mut(..n)?;
-    if sw_send_ns != 0 {
-        for rec in rows.iter_mut() {
-            if let MdRecord::Book(r) = rec {
-                r.sw_send_ns = sw_send_ns;
+    let sw_send_ns = match tail {
+        Some(v) => {
+            if c.i != b.len() - SW_TAIL {
+                return None;
             }
+            v
         }
-    }
+        None => {
+            let sw_send_ns = if c.lit(SW_SEND).is_some() {
+                c.u64()?
+            } else {
+                0
+            };
+            c.lit(b"}}}")?;
+            if c.i != b.len() {
+                return None;
+            }
+            if sw_send_ns != 0 {
+                for rec in rows.iter_mut() {
+                    if let MdRecord::Book(r) = rec {
+                        r.sw_send_ns = sw_send_ns;
+                    }
+                }
+            }
+            sw_send_ns
+        }
+    };
     if let Some(MdRecord::Book(r)) = rows.first_mut() {
         r.flags = r.flags.with(BookFlags::FIRST);
     }
@@ -362,4 +406,125 @@ pub(super) fn book<'a>(
         sw_send_ns,
         rows: n,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::decode::decode_general;
+    use super::*;
+
+    /// A book change up to the end of its asks; the endings are the tests'.
+    const HEAD: &str = concat!(
+        r#"{"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.BTC-PERPETUAL.raw","#,
+        r#""data":{"type":"change","timestamp":1700000000000,"prev_change_id":10,"#,
+        r#""instrument_name":"BTC-PERPETUAL","change_id":11,"#,
+        r#""bids":[["change",60000.5,120.0],["new",59999.0,10.0]],"asks":[["delete",60001.0,0.0]]"#
+    );
+
+    fn table() -> InstrumentTable {
+        let mut t = InstrumentTable::with_capacity(8).unwrap();
+        t.insert("BTC-PERPETUAL").unwrap();
+        t
+    }
+
+    /// The fast path's outcome (`None`: it leaves the message to the general path).
+    fn fast(text: &str) -> Option<String> {
+        let mut out = [MdRecord::default(); 8];
+        match book(text, &table(), &mut out)? {
+            Incoming::Book(b) => Some(format!("{b:?} {:?}", &out[..b.rows])),
+            other => Some(format!("{other:?}")),
+        }
+    }
+
+    fn general(text: &str) -> String {
+        let mut out = [MdRecord::default(); 8];
+        match decode_general(text, &table(), &mut out) {
+            Ok(Incoming::Book(b)) => format!("{b:?} {:?}", &out[..b.rows]),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_stamp_read_from_the_end_goes_into_every_row() {
+        let text = format!(r#"{HEAD},"sw_send_ns":1700000000000123456}}}}}}"#);
+        let mut out = [MdRecord::default(); 8];
+        let Some(Incoming::Book(b)) = book(&text, &table(), &mut out) else {
+            panic!("not taken: {text}");
+        };
+        assert_eq!((b.rows, b.sw_send_ns), (3, 1_700_000_000_000_123_456));
+        for r in &out[..3] {
+            assert_eq!(r.sw_send_ns(), 1_700_000_000_000_123_456);
+        }
+        assert_eq!(fast(&text), Some(general(&text)));
+    }
+
+    #[test]
+    fn other_endings_read_as_the_general_path_reads_them_or_go_to_it() {
+        let taken = [
+            "}}}",
+            r#","sw_send_ns":7}}}"#,
+            r#","sw_send_ns":170000000000012345}}}"#,
+            r#","sw_send_ns":17000000000001234567}}}"#,
+        ];
+        let refused = [
+            r#","sw_send_ns":5,"sw_send_ns":1700000000000123456}}}"#,
+            r#","x":1,"sw_send_ns":1700000000000123456}}}"#,
+            r#"],"sw_send_ns":1700000000000123456}}}"#,
+            r#","sw_send_ns":1700000000000123456}}}}"#,
+            r#","sw_send_ns":1700000000000123456}} }"#,
+            r#","sw_send_ns":01700000000000123456}}}"#,
+            r#","sw_send_ns":1700000000000123456.0}}}"#,
+            r#" ,"sw_send_ns":1700000000000123456}}}"#,
+            r#","sw_send_ns":1700000000000123456}}"#,
+        ];
+        for ending in taken {
+            let text = format!("{HEAD}{ending}");
+            assert_eq!(fast(&text), Some(general(&text)), "{text}");
+        }
+        for ending in refused {
+            let text = format!("{HEAD}{ending}");
+            assert_eq!(fast(&text), None, "{text}");
+        }
+        // Texts that end in or right after a row (read from a zero-padded copy).
+        for cut in 1..12 {
+            let text = &HEAD[..HEAD.len() - cut];
+            assert_eq!(fast(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn rows_whose_numbers_do_not_fit_the_window_are_read_exactly() {
+        for (row, price, amount) in [
+            // The amount's end past byte 24 of its row.
+            (
+                r#"["change",60000.25,12345678]"#,
+                6_000_025_000_000,
+                1_234_567_800_000_000,
+            ),
+            (
+                r#"["change",60000.25,123456.5]"#,
+                6_000_025_000_000,
+                12_345_650_000_000,
+            ),
+            // Longer than 8 bytes.
+            (
+                r#"["new",60000.125,1234567.25]"#,
+                6_000_012_500_000,
+                123_456_725_000_000,
+            ),
+            (r#"["new",1,2]"#, 100_000_000, 200_000_000),
+        ] {
+            let text = HEAD.replace(r#"["new",59999.0,10.0]"#, row) + "}}}";
+            let mut out = [MdRecord::default(); 8];
+            let Some(Incoming::Book(b)) = book(&text, &table(), &mut out) else {
+                panic!("not taken: {text}");
+            };
+            assert_eq!(b.rows, 3);
+            let MdRecord::Book(r) = out[1] else {
+                panic!("{:?}", out[1]);
+            };
+            assert_eq!((r.price.raw(), r.amount.raw()), (price, amount), "{row}");
+            assert_eq!(fast(&text), Some(general(&text)));
+        }
+    }
 }
