@@ -23,7 +23,7 @@ use spinwire_engine::transport::{
     CloseStatus, Flush, Handshake, ReadStatus, Security, TlsConfig, Transport, TransportError,
     TransportOptions,
 };
-use transport_support::{Pki, DEADLINE};
+use transport_support::{wait_for_unread_bytes, Pki, DEADLINE};
 
 const TLS13: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
 const TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
@@ -501,22 +501,6 @@ fn set_send_buffer(sock: &mio::net::TcpStream, bytes: libc::c_int) {
         )
     };
     assert_eq!(rc, 0, "SO_SNDBUF: {}", std::io::Error::last_os_error());
-}
-
-/// Waits until the kernel holds at least `n` unread bytes for `sock`.
-fn wait_for_unread_bytes(sock: &mio::net::TcpStream, n: usize) {
-    let start = Instant::now();
-    loop {
-        let mut available: libc::c_int = 0;
-        // SAFETY: FIONREAD writes one c_int through the valid pointer; the fd is open.
-        let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut available) };
-        assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
-        if available as usize >= n {
-            return;
-        }
-        assert!(start.elapsed() < DEADLINE, "only {available} bytes arrived");
-        thread::sleep(Duration::from_millis(1));
-    }
 }
 
 #[test]

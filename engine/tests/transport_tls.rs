@@ -11,23 +11,6 @@ use spinwire_engine::transport::{
 };
 use transport_support::*;
 
-/// Waits until the kernel holds at least `n` unread bytes for `sock`.
-fn wait_for_unread_bytes(sock: &mio::net::TcpStream, n: usize) {
-    use std::os::fd::AsRawFd;
-    let start = std::time::Instant::now();
-    loop {
-        let mut available: libc::c_int = 0;
-        // SAFETY: FIONREAD writes one c_int through the valid pointer; the fd is open.
-        let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut available) };
-        assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
-        if available as usize >= n {
-            return;
-        }
-        assert!(start.elapsed() < DEADLINE, "only {available} bytes arrived");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 fn tls<'a>(config: &'a TlsConfig, host: &'a str) -> Security<'a> {
     Security::Tls { config, host }
 }

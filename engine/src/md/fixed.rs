@@ -19,6 +19,7 @@
 //! Derived values that are not on any grid (an order's `average_price`, a fee rate) are read as
 //! `f64` where they are read at all; see the venue codecs.
 
+use super::swar::POW10;
 use std::fmt;
 use std::str::FromStr;
 
@@ -49,29 +50,6 @@ pub struct Fixed(i64);
 pub const FIXED_DECIMALS: u32 = 8;
 /// Units per 1.0 of [`Fixed`] (10^8).
 pub const FIXED_SCALE: i64 = 100_000_000;
-
-const POW10: [u64; 20] = [
-    1,
-    10,
-    100,
-    1_000,
-    10_000,
-    100_000,
-    1_000_000,
-    10_000_000,
-    100_000_000,
-    1_000_000_000,
-    10_000_000_000,
-    100_000_000_000,
-    1_000_000_000_000,
-    10_000_000_000_000,
-    100_000_000_000_000,
-    1_000_000_000_000_000,
-    10_000_000_000_000_000,
-    100_000_000_000_000_000,
-    1_000_000_000_000_000_000,
-    10_000_000_000_000_000_000,
-];
 
 impl Fixed {
     /// Zero.

@@ -555,3 +555,19 @@ pub fn send_then_read_server(
     });
     (addr, handle)
 }
+
+/// Waits until the kernel holds at least `n` unread bytes for `sock`.
+pub fn wait_for_unread_bytes(sock: &mio::net::TcpStream, n: usize) {
+    let start = Instant::now();
+    loop {
+        let mut available: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through the valid pointer; the fd is open.
+        let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut available) };
+        assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+        if available as usize >= n {
+            return;
+        }
+        assert!(start.elapsed() < DEADLINE, "only {available} bytes arrived");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
