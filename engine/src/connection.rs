@@ -354,8 +354,9 @@ impl WsConnection {
 
     /// Starts a new connection in place of this one, like [`connect`](Self::connect) with the
     /// configuration this connection was made with, but keeping the WebSocket read and
-    /// reassembly buffers and the send buffer (about 5 MiB with the default [`Config`]), so a
-    /// reconnect neither allocates nor zeroes them again. The old connection, if still open, is
+    /// reassembly buffers and the send buffer (about 5 MiB with the default [`Config`]) and the
+    /// transport's queues ([`Transport::reconnect`]), so a reconnect neither allocates nor zeroes
+    /// them again: it allocates only rustls' handshake state. The old connection, if still open, is
     /// aborted first (no close frame, see [`abort`](Self::abort)); deregister it from its
     /// registry before calling this, and register again after.
     ///
@@ -376,7 +377,8 @@ impl WsConnection {
         let (handshake, n) = ClientHandshake::start(request, self.send.spare())?;
         self.send.end = n;
         self.handshake = handshake;
-        self.transport = Transport::connect(addr, security, self.transport_options)?;
+        self.transport
+            .reconnect(addr, security, self.transport_options)?;
         self.phase = Phase::Connecting;
         Ok(())
     }

@@ -638,3 +638,81 @@ fn a_record_corrupted_on_the_wire_fails_as_decrypt_error_and_tells_the_server() 
     );
     assert!(proxy.join().unwrap(), "the proxy flipped a byte");
 }
+
+#[test]
+fn a_tls_reconnect_keeps_the_transport_buffers_and_the_new_connection_works() {
+    use transport_support::{
+        drive, echo_round_trip, payload, reactor, tls_echo_server, Client, End, ServerSaw,
+    };
+    let pki = Pki::new("test CA");
+    let client_config = pki.client_config();
+    let (addr, server) = tls_echo_server(pki.server_config(&["localhost"]), 2);
+    let security = Security::Tls {
+        config: &client_config,
+        host: "localhost",
+    };
+    let options = TransportOptions::default();
+    let mut reactor = reactor(PollMode::Blocking(Some(Duration::from_millis(20))));
+    // First connection: 40 KiB echoed (both queues used), then a clean close.
+    let token = reactor
+        .insert_with(|token, registry| {
+            let mut t = Transport::connect(addr, security, options)?;
+            t.register(registry, token).unwrap();
+            Ok::<_, spinwire_engine::transport::TransportError>(Client::new(
+                t,
+                payload(40 * 1024, 1),
+                4096,
+            ))
+        })
+        .unwrap();
+    let first = echo_round_trip(&mut reactor, token);
+    assert!(
+        matches!(first.end, Some(End::PeerClosed)),
+        "{:?}",
+        first.end
+    );
+    assert!(first.received == first.to_send);
+    let mut client = reactor.remove(token).unwrap();
+    client.transport.deregister(reactor.registry()).unwrap();
+
+    // The reconnect allocates rustls' handshake state, not the 64 KiB outgoing or the 96 KiB
+    // incoming queue again.
+    alloc_support::start_counting();
+    client.transport.reconnect(addr, security, options).unwrap();
+    alloc_support::stop_counting();
+    let largest = alloc_support::largest_allocation();
+    assert!(
+        largest < 16 * 1024,
+        "the reconnect allocated a {largest}-byte block: a transport buffer was not reused"
+    );
+
+    // The second connection starts from a clean state and carries data both ways.
+    let mut second = Client::new(client.transport, payload(30 * 1024, 2), 4096);
+    let token = reactor
+        .insert_with(|token, registry| {
+            second.transport.register(registry, token)?;
+            Ok::<_, std::io::Error>(second)
+        })
+        .unwrap();
+    drive(&mut reactor, |r| {
+        r.get(token).unwrap().end.is_some() || {
+            let c = r.get(token).unwrap();
+            c.received.len() >= c.to_send.len()
+        }
+    });
+    let second = echo_round_trip(&mut reactor, token);
+    assert!(
+        matches!(second.end, Some(End::PeerClosed)),
+        "{:?}",
+        second.end
+    );
+    assert!(
+        second.received == second.to_send,
+        "second connection's echo differs"
+    );
+    let saw = server.join().unwrap();
+    assert!(
+        saw.iter().all(|s| matches!(s, ServerSaw::CleanClose(_))),
+        "server saw {saw:?}"
+    );
+}

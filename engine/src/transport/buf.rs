@@ -25,6 +25,12 @@ impl ByteQueue {
         }
     }
 
+    /// Forgets the live bytes (the memory is kept).
+    pub(crate) fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
     /// Total capacity in bytes.
     pub(crate) fn capacity(&self) -> usize {
         self.buf.len()

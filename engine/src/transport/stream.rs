@@ -427,6 +427,70 @@ enum Step {
     Writable,
 }
 
+/// The rustls client for `security` (`None` for plain TCP) and the host it checks; fails on a
+/// host name that is neither a DNS name nor an IP literal.
+fn client_for<'a>(
+    security: Security<'a>,
+) -> Result<Option<(UnbufferedClientConnection, &'a str)>, TransportError> {
+    let Security::Tls { config, host } = security else {
+        return Ok(None);
+    };
+    let name =
+        ServerName::try_from(host.to_owned()).map_err(|_| TransportError::InvalidHostName {
+            host: host.to_owned(),
+        })?;
+    let conn = UnbufferedClientConnection::new(Arc::clone(config.client_config()), name)
+        .map_err(|e| TransportError::from_tls(host, e))?;
+    Ok(Some((conn, host)))
+}
+
+/// Issues a non-blocking connect to `addr` and sets TCP_NODELAY.
+fn connect_socket(addr: SocketAddr) -> Result<TcpStream, TransportError> {
+    let sock = TcpStream::connect(addr).map_err(|e| TransportError::from_connect(addr, e))?;
+    sys::set_tcp_nodelay(&sock, true).map_err(|source| TransportError::Socket { addr, source })?;
+    Ok(sock)
+}
+
+/// The outgoing queue's size for `options`.
+fn out_capacity(options: TransportOptions) -> usize {
+    options.out_capacity.max(MIN_OUT_CAPACITY)
+}
+
+/// The TLS incoming queue's size for `options`.
+fn tls_in_capacity(options: TransportOptions) -> usize {
+    options.tls_in_capacity.max(MAX_WIRE_RECORD)
+}
+
+impl Tls {
+    /// A handshake about to start with `conn`, and an empty incoming queue of `in_capacity`.
+    fn new(conn: UnbufferedClientConnection, host: &str, in_capacity: usize) -> Tls {
+        Tls {
+            state: TlsState::Handshaking(Box::new(conn)),
+            host: host.into(),
+            incoming: ByteQueue::new(in_capacity),
+            pending: None,
+            hs_fed: 0,
+            peer_closed: false,
+            close_notify_queued: false,
+            read_alert: None,
+        }
+    }
+
+    /// Starts over with a new handshake on `conn`, keeping the incoming queue's memory.
+    fn restart(&mut self, conn: UnbufferedClientConnection, host: &str) {
+        self.state = TlsState::Handshaking(Box::new(conn));
+        if &*self.host != host {
+            self.host = host.into();
+        }
+        self.incoming.clear();
+        self.pending = None;
+        self.hs_fed = 0;
+        self.peer_closed = false;
+        self.close_notify_queued = false;
+        self.read_alert = None;
+    }
+}
+
 impl Transport {
     /// Starts a non-blocking connect to an already-resolved address (see
     /// [`resolve`](super::resolve), which must run before the loop, off the engine thread) and
@@ -439,34 +503,10 @@ impl Transport {
         security: Security<'_>,
         options: TransportOptions,
     ) -> Result<Self, TransportError> {
-        let tls = match security {
-            Security::Plain => None,
-            Security::Tls { config, host } => {
-                let name = ServerName::try_from(host.to_owned()).map_err(|_| {
-                    TransportError::InvalidHostName {
-                        host: host.to_owned(),
-                    }
-                })?;
-                let conn =
-                    UnbufferedClientConnection::new(Arc::clone(config.client_config()), name)
-                        .map_err(|e| TransportError::from_tls(host, e))?;
-                let in_capacity = options.tls_in_capacity.max(MAX_WIRE_RECORD);
-                Some(Tls {
-                    state: TlsState::Handshaking(Box::new(conn)),
-                    host: host.into(),
-                    incoming: ByteQueue::new(in_capacity),
-                    pending: None,
-                    hs_fed: 0,
-                    peer_closed: false,
-                    close_notify_queued: false,
-                    read_alert: None,
-                })
-            }
-        };
-        let out = ByteQueue::new(options.out_capacity.max(MIN_OUT_CAPACITY));
-        let sock = TcpStream::connect(addr).map_err(|e| TransportError::from_connect(addr, e))?;
-        sys::set_tcp_nodelay(&sock, true)
-            .map_err(|source| TransportError::Socket { addr, source })?;
+        let tls = client_for(security)?
+            .map(|(conn, host)| Tls::new(conn, host, tls_in_capacity(options)));
+        let out = ByteQueue::new(out_capacity(options));
+        let sock = connect_socket(addr)?;
         Ok(Self {
             sock,
             peer: addr,
@@ -477,6 +517,46 @@ impl Transport {
             deferred: None,
             plain_peer_closed: false,
         })
+    }
+
+    /// Starts a new connection to `addr` in place of this one, as [`connect`](Self::connect)
+    /// does, but keeps the outgoing queue and the TLS incoming queue (160 KiB with the default
+    /// options) instead of allocating and zeroing new ones: a reconnect then allocates only
+    /// rustls' handshake state. Whatever the old connection had queued or received is
+    /// discarded; its socket is closed once the new connect has been issued.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect); the transport is then left as it was (closed, if the
+    /// caller closed it), with its buffers, ready for another attempt.
+    pub fn reconnect(
+        &mut self,
+        addr: SocketAddr,
+        security: Security<'_>,
+        options: TransportOptions,
+    ) -> Result<(), TransportError> {
+        let client = client_for(security)?;
+        // The new socket replaces (and so closes) the old one only once its connect is out.
+        self.sock = connect_socket(addr)?;
+        self.peer = addr;
+        self.phase = Phase::Connecting;
+        self.failed = false;
+        self.deferred = None;
+        self.plain_peer_closed = false;
+        if self.out.capacity() == out_capacity(options) {
+            self.out.clear();
+        } else {
+            self.out = ByteQueue::new(out_capacity(options));
+        }
+        let in_capacity = tls_in_capacity(options);
+        self.tls = match (client, self.tls.take()) {
+            (None, _) => None,
+            (Some((conn, host)), Some(mut tls)) if tls.incoming.capacity() == in_capacity => {
+                tls.restart(conn, host);
+                Some(tls)
+            }
+            (Some((conn, host)), _) => Some(Tls::new(conn, host, in_capacity)),
+        };
+        Ok(())
     }
 
     /// Registers the socket under `token` for readable and writable readiness (edge-triggered;

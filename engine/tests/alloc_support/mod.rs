@@ -19,6 +19,8 @@ thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
     /// Frees counted on this thread.
     static DEALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    /// The largest allocation (or reallocation) counted on this thread, in bytes.
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
 }
 
 fn note(counter: &'static std::thread::LocalKey<Cell<u64>>) {
@@ -28,23 +30,32 @@ fn note(counter: &'static std::thread::LocalKey<Cell<u64>>) {
     }
 }
 
+fn note_size(bytes: usize) {
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        let _ = LARGEST.try_with(|n| n.set(n.get().max(bytes)));
+    }
+}
+
 // SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `System`'s
 // guarantees hold; the counting touches only const-initialized thread-locals.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note(&ALLOCATIONS);
+        note_size(layout.size());
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         note(&ALLOCATIONS);
+        note_size(layout.size());
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         note(&ALLOCATIONS);
+        note_size(new_size);
         // SAFETY: `ptr` came from `System` (through this allocator) with `layout`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -59,6 +70,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
 /// Resets this thread's counters and starts counting.
 pub fn start_counting() {
     ALLOCATIONS.with(|n| n.set(0));
+    LARGEST.with(|n| n.set(0));
     DEALLOCATIONS.with(|n| n.set(0));
     COUNTING.with(|c| c.set(true));
 }
@@ -67,6 +79,11 @@ pub fn start_counting() {
 pub fn stop_counting() -> u64 {
     COUNTING.with(|c| c.set(false));
     ALLOCATIONS.with(Cell::get)
+}
+
+/// The largest allocation counted on this thread since the last [`start_counting`], in bytes.
+pub fn largest_allocation() -> usize {
+    LARGEST.with(Cell::get)
 }
 
 /// Frees counted on this thread since the last [`start_counting`].
