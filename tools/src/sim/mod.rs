@@ -32,6 +32,16 @@
 //! `private/get_position`, `private/enable_cancel_on_disconnect`,
 //! `private/disable_cancel_on_disconnect`, `private/get_cancel_on_disconnect`.
 //!
+//! Tokens: an access token is valid for [`SimConfig::token_ttl`] (`expires_in`, rounded up to
+//! whole seconds), then private calls with it get 13009 `token_expired`. A refresh token is
+//! good for one `grant_type=refresh_token` within [`SimConfig::refresh_ttl`]; the new pair
+//! replaces the old one (the old access token gets 13009 at once) and keeps its
+//! `session:NAME`. Connection-scoped access tokens die with their connection; session-scoped
+//! ones work on any connection until they expire, so a client resumes its session with either.
+//! `private/logout` with `invalidate_token` (default true) kills the connection's tokens.
+//! Expired tokens are forgotten lazily on a later `public/auth` (at most once a second, or
+//! when the token maps have doubled), so reconnect and refresh loops do not grow memory.
+//!
 //! Channels: `book.{instrument}.raw` and `.100ms` (a `snapshot` first, then `change`
 //! notifications with `change_id`/`prev_change_id` and rows `[action, price, amount]`),
 //! `trades.{instrument}.raw` and `.100ms`, `user.orders.{instrument}.raw`,
@@ -150,6 +160,10 @@ pub struct SimConfig {
     pub seed: u64,
     /// Access-token lifetime.
     pub token_ttl: Duration,
+    /// Refresh-token lifetime: an unused refresh token is refused (13004) and forgotten after
+    /// it (the longer of this and `token_ttl` is used, so a client can always resume while
+    /// its access token is valid).
+    pub refresh_ttl: Duration,
     /// Smallest `public/set_heartbeat` interval accepted (Deribit: 10 s).
     pub min_heartbeat: Duration,
     /// Per-connection request rate limit.
@@ -181,6 +195,7 @@ impl Default for SimConfig {
             ledger_path: None,
             seed: 1,
             token_ttl: Duration::from_secs(900),
+            refresh_ttl: Duration::from_secs(3600),
             min_heartbeat: Duration::from_secs(10),
             request_rate: RateLimit {
                 per_sec: 100.0,

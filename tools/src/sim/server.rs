@@ -68,6 +68,10 @@ pub struct SimStats {
     /// stateful cache, two per connection), and a client that keeps its TLS configuration
     /// resumes on its next connection (no certificate sent or verified).
     pub tls_resumed: u64,
+    /// Access tokens the venue holds (valid ones, expired ones not yet pruned).
+    pub access_tokens: usize,
+    /// Unused refresh tokens the venue holds.
+    pub refresh_tokens: usize,
 }
 
 /// Entry point of the simulator.
@@ -104,6 +108,7 @@ impl Simulator {
             depth: cfg.depth,
             seed: cfg.seed,
             token_ttl: cfg.token_ttl,
+            refresh_ttl: cfg.refresh_ttl,
             log_capacity: cfg.log_capacity,
             signature_window: cfg.signature_window,
         });
@@ -328,12 +333,18 @@ impl SimHandle {
 
     /// Counters.
     pub fn stats(&self) -> SimStats {
+        let (md_generated, tokens) = {
+            let v = self.shared.venue();
+            (v.log.head(), v.token_counts())
+        };
         SimStats {
             md_sent: self.shared.md_sent.load(Ordering::Relaxed),
-            md_generated: self.shared.venue().log.head(),
+            md_generated,
             accepted: self.shared.accepted.load(Ordering::Relaxed),
             live: self.connections().len(),
             tls_resumed: self.shared.tls_resumed.load(Ordering::Relaxed),
+            access_tokens: tokens.access,
+            refresh_tokens: tokens.refresh,
         }
     }
 

@@ -163,18 +163,52 @@ struct Account {
     trades: Vec<(u16, Value)>,
 }
 
+/// An access token. Lives in [`Venue::tokens`] until it expires and is pruned, is replaced by
+/// a refresh, dies with its connection (connection scope) or is invalidated by a logout.
 struct Token {
+    /// Account it authorizes.
     client_id: String,
+    /// Refused from this instant on (the `expire` fault moves it to "now").
     expires: Instant,
+    /// `Some(NAME)` for scope `session:NAME`: usable on any connection, survives its
+    /// connection. `None` for connection scope: only on `conn`, dies with it.
     session: Option<String>,
+    /// Connection it was issued on.
     conn: ConnId,
 }
 
+/// A refresh token's grant. Lives in [`Venue::refresh`] until it is used (once), expires
+/// and is pruned, or is invalidated by a logout on the connection that got it.
 struct RefreshGrant {
+    /// Account the next access token will authorize.
     client_id: String,
+    /// Session name carried over to the next access token (the session resumes).
     session: Option<String>,
+    /// Scope asked for originally, carried over.
     scope: String,
+    /// Refused from this instant on; never before the access token issued with it expires.
+    expires: Instant,
+    /// Connection it was issued on.
+    conn: ConnId,
+    /// The access token issued with it, which a refresh replaces (removes).
+    access: String,
 }
+
+/// How many tokens the venue holds (see [`Venue::token_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TokenCounts {
+    /// Access tokens in the map (valid ones, plus expired ones not yet pruned or still
+    /// held by a live connection).
+    pub access: usize,
+    /// Refresh tokens in the map (unused ones not yet pruned).
+    pub refresh: usize,
+}
+
+/// Expired tokens are pruned at most this often by time (on a token issue)...
+const PRUNE_INTERVAL: Duration = Duration::from_secs(1);
+/// ...or sooner when the maps together reach twice their size after the last prune (at least
+/// this many), which keeps pruning amortized O(1) per issue during reconnect storms.
+const PRUNE_MIN_LEN: usize = 64;
 
 /// Registration of a live connection.
 pub struct ConnReg {
@@ -237,6 +271,8 @@ pub struct VenueParams {
     pub seed: u64,
     /// Access-token lifetime.
     pub token_ttl: Duration,
+    /// Refresh-token lifetime (never shorter than `token_ttl`: the longer one is used).
+    pub refresh_ttl: Duration,
     /// Market-data events retained for readers.
     pub log_capacity: usize,
     /// Allowed distance between a client_signature timestamp and the venue clock.
@@ -255,8 +291,15 @@ pub struct Venue {
     pub ledger: Ledger,
     rng: Rng,
     accounts: HashMap<String, Account>,
+    /// Access tokens by value. Bounded: expired entries leave at the next prune (see
+    /// [`Venue::prune_tokens`]) unless a live connection still holds them.
     tokens: HashMap<String, Token>,
+    /// Refresh grants by refresh-token value. Bounded the same way.
     refresh: HashMap<String, RefreshGrant>,
+    /// Earliest instant of the next time-triggered prune; `None` before the first issue.
+    prune_after: Option<Instant>,
+    /// Combined size of `tokens` and `refresh` that triggers a prune regardless of time.
+    prune_len: usize,
     orders: HashMap<u64, Order>,
     order_ids: HashMap<String, u64>,
     next_order: u64,
@@ -264,6 +307,7 @@ pub struct Venue {
     conns: HashMap<ConnId, ConnReg>,
     cod_accounts: HashSet<String>,
     token_ttl: Duration,
+    refresh_ttl: Duration,
     signature_window: Duration,
     depth: usize,
     rate: f64,
@@ -326,6 +370,8 @@ impl Venue {
             accounts,
             tokens: HashMap::new(),
             refresh: HashMap::new(),
+            prune_after: None,
+            prune_len: PRUNE_MIN_LEN,
             orders: HashMap::new(),
             order_ids: HashMap::new(),
             next_order: 1,
@@ -333,6 +379,7 @@ impl Venue {
             conns: HashMap::new(),
             cod_accounts: HashSet::new(),
             token_ttl: p.token_ttl,
+            refresh_ttl: p.refresh_ttl.max(p.token_ttl),
             signature_window: p.signature_window,
             depth: p.depth.max(1),
             rate: p.rate,
@@ -466,6 +513,13 @@ impl Venue {
                 let grant = self.refresh.remove(rt).ok_or_else(|| {
                     RpcError::invalid_credentials().with_reason("unknown refresh token")
                 })?;
+                if grant.expires <= now {
+                    return Err(
+                        RpcError::invalid_credentials().with_reason("refresh token expired")
+                    );
+                }
+                // The new pair replaces the one issued with this refresh token.
+                self.tokens.remove(&grant.access);
                 (grant.client_id, grant.session, grant.scope)
             }
             other => {
@@ -509,12 +563,17 @@ impl Venue {
                 client_id: client_id.clone(),
                 session,
                 scope: scope_extra,
+                expires: now + self.refresh_ttl,
+                conn,
+                access: access_token.clone(),
             },
         );
         if let Some(reg) = self.conns.get_mut(&conn) {
             reg.account = Some(client_id);
             reg.token = Some(access_token.clone());
         }
+        // After the connection moved to the new token, so its old one can go too.
+        self.maybe_prune_tokens(now);
         let ttl = self.token_ttl;
         Ok(AuthGrant {
             access_token,
@@ -522,6 +581,41 @@ impl Venue {
             expires_in: ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0),
             scope,
         })
+    }
+
+    /// Prunes expired tokens when [`PRUNE_INTERVAL`] has passed since the last prune or the
+    /// maps have doubled since (see [`PRUNE_MIN_LEN`]). Called on every issue, so no
+    /// background thread is needed and the maps stay bounded by what is valid (plus what
+    /// live connections hold) times two.
+    fn maybe_prune_tokens(&mut self, now: Instant) {
+        let due = self.prune_after.is_none_or(|at| now >= at);
+        if due || self.tokens.len() + self.refresh.len() >= self.prune_len {
+            self.prune_tokens(now);
+        }
+    }
+
+    /// Removes expired access tokens (except those a live connection is authorized with, so
+    /// that connection keeps hearing `token_expired`) and expired refresh tokens.
+    fn prune_tokens(&mut self, now: Instant) {
+        let held: HashSet<&str> = self
+            .conns
+            .values()
+            .filter_map(|c| c.token.as_deref())
+            .collect();
+        self.tokens
+            .retain(|k, t| t.expires > now || held.contains(k.as_str()));
+        self.refresh.retain(|_, g| g.expires > now);
+        self.prune_after = Some(now + PRUNE_INTERVAL);
+        self.prune_len = (2 * (self.tokens.len() + self.refresh.len())).max(PRUNE_MIN_LEN);
+    }
+
+    /// How many access and refresh tokens the venue holds now (expired ones included until
+    /// they are pruned).
+    pub fn token_counts(&self) -> TokenCounts {
+        TokenCounts {
+            access: self.tokens.len(),
+            refresh: self.refresh.len(),
+        }
     }
 
     fn new_token(&mut self, _now: Instant) -> String {
@@ -570,7 +664,8 @@ impl Venue {
         Ok(client_id)
     }
 
-    /// `private/logout`: with `invalidate` the connection's tokens (and their session) die.
+    /// `private/logout`: with `invalidate` the connection's tokens (and their session) die,
+    /// refresh tokens issued on the connection included.
     pub fn logout(&mut self, conn: ConnId, invalidate: bool) {
         if !invalidate {
             return;
@@ -583,6 +678,8 @@ impl Venue {
         if let Some(account) = account {
             self.tokens
                 .retain(|_, t| !(t.conn == conn && t.client_id == account));
+            self.refresh
+                .retain(|_, g| !(g.conn == conn && g.client_id == account));
         }
     }
 
@@ -1748,6 +1845,7 @@ mod tests {
             depth: 10,
             seed: 42,
             token_ttl: Duration::from_secs(60),
+            refresh_ttl: Duration::from_secs(120),
             log_capacity: 1 << 16,
             signature_window: Duration::from_secs(60),
         })
