@@ -1500,3 +1500,177 @@ fn queue_fatal_alert(tls: &mut Tls, out: &mut ByteQueue, error: &TransportError)
         TlsState::Gone => {}
     }
 }
+
+/// Our own KeyUpdate at a key's confidentiality limit, with the limit lowered so the test
+/// reaches it in a few records (the real limits are millions of records).
+#[cfg(test)]
+mod own_key_update_tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::thread::{self, JoinHandle};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    const DEADLINE: Duration = Duration::from_secs(20);
+    /// Records (one message each) the client sends.
+    const MESSAGES: usize = 40;
+    /// Bytes per message.
+    const LEN: usize = 100;
+    /// The lowered limit: records sealed under one key.
+    const LIMIT: u64 = 8;
+
+    /// A rustls server for `localhost` with a self-signed certificate, and that certificate.
+    fn server_config(
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> (Arc<rustls::ServerConfig>, String) {
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)
+        .unwrap();
+        (Arc::new(config), cert.pem())
+    }
+
+    /// Reads `MESSAGES * LEN` bytes (rustls follows any KeyUpdate), answers `ok` and closes.
+    fn sink_server(
+        config: Arc<rustls::ServerConfig>,
+    ) -> (SocketAddr, JoinHandle<Result<Vec<u8>, String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (sock, _) = listener.accept().map_err(|e| e.to_string())?;
+            sock.set_read_timeout(Some(DEADLINE)).unwrap();
+            let conn = rustls::ServerConnection::new(config).map_err(|e| e.to_string())?;
+            let mut s = rustls::StreamOwned::new(conn, sock);
+            let mut got = vec![0u8; MESSAGES * LEN];
+            s.read_exact(&mut got).map_err(|e| e.to_string())?;
+            s.write_all(b"ok").map_err(|e| e.to_string())?;
+            s.flush().map_err(|e| e.to_string())?;
+            Ok(got)
+        });
+        (addr, server)
+    }
+
+    fn message(i: usize) -> [u8; LEN] {
+        [i as u8; LEN]
+    }
+
+    /// Connects, finishes the handshake and lowers the sending key's limit to [`LIMIT`].
+    fn connect_with_low_limit(addr: SocketAddr, config: &TlsConfig) -> Transport {
+        let security = Security::Tls {
+            config,
+            host: "localhost",
+        };
+        let mut t = Transport::connect(addr, security, TransportOptions::default()).unwrap();
+        let start = Instant::now();
+        while t.handshake().unwrap() == Handshake::InProgress {
+            assert!(start.elapsed() < DEADLINE, "handshake timed out");
+            thread::sleep(Duration::from_millis(1));
+        }
+        match &mut t.tls {
+            Some(Tls {
+                state: TlsState::Traffic(traffic),
+                ..
+            }) => traffic.tx_limit = LIMIT,
+            _ => panic!("no record layer after the handshake"),
+        }
+        t
+    }
+
+    fn sending_seq(t: &Transport) -> u64 {
+        match &t.tls {
+            Some(Tls {
+                state: TlsState::Traffic(traffic),
+                ..
+            }) => traffic.tx.seq(),
+            _ => panic!("no record layer"),
+        }
+    }
+
+    fn flush_all(t: &mut Transport) {
+        let start = Instant::now();
+        while t.flush().unwrap() == Flush::Pending {
+            assert!(start.elapsed() < DEADLINE, "flush timed out");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn tls13_sends_its_own_key_update_at_the_limit_and_the_server_reads_everything() {
+        let (server_config, ca) = server_config(&[&rustls::version::TLS13]);
+        let config = TlsConfig::builder().ca_pem(ca.as_bytes()).build().unwrap();
+        let (addr, server) = sink_server(server_config);
+        let mut t = connect_with_low_limit(addr, &config);
+        let mut highest_seq = 0;
+        for i in 0..MESSAGES {
+            assert_eq!(t.write_plaintext(&message(i)).unwrap(), LEN);
+            flush_all(&mut t);
+            highest_seq = highest_seq.max(sending_seq(&t));
+        }
+        // Sequence numbers start over under each new key: never past the limit (+1 for the
+        // KeyUpdate record itself, sealed under the old key).
+        assert!(highest_seq <= LIMIT, "sequence reached {highest_seq}");
+        let got = server.join().unwrap().expect("server read every message");
+        for (i, m) in got.chunks(LEN).enumerate() {
+            assert_eq!(m, message(i), "message {i} differs");
+        }
+        // The server's answer still opens: its own keys did not change.
+        let mut answer = [0u8; 8];
+        let start = Instant::now();
+        let mut read = Vec::new();
+        while read.len() < 2 {
+            assert!(start.elapsed() < DEADLINE, "no answer");
+            match t.read_plaintext(&mut answer).unwrap() {
+                ReadStatus::More { read: n } | ReadStatus::Drained { read: n } => {
+                    read.extend_from_slice(&answer[..n]);
+                    if n == 0 {
+                        thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                ReadStatus::PeerClosed { read: n } => {
+                    read.extend_from_slice(&answer[..n]);
+                    break;
+                }
+            }
+        }
+        assert_eq!(read, b"ok");
+    }
+
+    #[test]
+    fn tls12_stops_sending_at_the_limit_with_keys_exhausted() {
+        let (server_config, ca) = server_config(&[&rustls::version::TLS12]);
+        let config = TlsConfig::builder().ca_pem(ca.as_bytes()).build().unwrap();
+        let (addr, _server) = sink_server(server_config);
+        let mut t = connect_with_low_limit(addr, &config);
+        // The key already sealed the client's Finished.
+        let start_seq = sending_seq(&t);
+        let mut sent = 0;
+        let err = loop {
+            match t.write_plaintext(&message(sent)) {
+                Ok(n) => {
+                    assert_eq!(n, LEN);
+                    flush_all(&mut t);
+                    sent += 1;
+                    assert!(sent <= LIMIT as usize, "sent past the limit");
+                }
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(
+            sent as u64,
+            LIMIT - start_seq,
+            "records sent under the one key"
+        );
+        assert!(
+            matches!(err, TransportError::KeysExhausted { ref host } if host == "localhost"),
+            "{err:?}"
+        );
+    }
+}
