@@ -187,6 +187,12 @@ fn the_session_goes_live_over_tls_and_delivers_chained_books_and_trades() {
     run.assert_books_chain();
     assert!(run.count(|e| matches!(e, EventKind::Authenticated { .. })) >= 1);
     assert!(run.count(|e| matches!(e, EventKind::Subscribed { channels: 2 })) >= 1);
+    // Reconnects (resumed TLS, fast on loopback) walk the same states as the first connection.
+    for lives in 2..=4 {
+        inject(&run, FaultKind::Rst);
+        run.wait_live_with_data(lives);
+    }
+    assert_every_connection_walks_every_state(&run.events, 4);
     let events = run.stop();
     assert!(events.iter().any(|e| matches!(
         e.kind,
@@ -195,6 +201,42 @@ fn the_session_goes_live_over_tls_and_delivers_chained_books_and_trades() {
             ..
         }
     )));
+}
+
+/// Each connection that went Live passed through every state of the lifecycle, in order, even
+/// when a fast server finished TLS and the upgrade within one loop turn.
+fn assert_every_connection_walks_every_state(events: &[SessionEvent], connections: usize) {
+    let states: Vec<SessionState> = events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::StateChanged { to, .. } => Some(to),
+            _ => None,
+        })
+        .collect();
+    let walks: Vec<&[SessionState]> = states
+        .split(|s| *s == SessionState::Connecting)
+        .skip(1)
+        .filter(|w| w.contains(&SessionState::Live))
+        .collect();
+    assert_eq!(
+        walks.len(),
+        connections,
+        "connections that went live: {states:?}"
+    );
+    for w in walks {
+        let upto_live = &w[..=w.iter().position(|s| *s == SessionState::Live).unwrap()];
+        assert_eq!(
+            upto_live,
+            [
+                SessionState::TlsHandshake,
+                SessionState::WsHandshake,
+                SessionState::Authenticating,
+                SessionState::Subscribing,
+                SessionState::Live
+            ],
+            "after Connecting, in {states:?}"
+        );
+    }
 }
 
 fn recovers_from(kind: FaultKind, expected: impl Fn(&EventKind) -> bool) {

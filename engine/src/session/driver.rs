@@ -701,6 +701,7 @@ impl Driver {
             recorder,
             clock,
             stamps_tx,
+            reported_ws,
             ..
         } = self;
         let Some(conn) = reactor.get_mut(token) else {
@@ -708,7 +709,15 @@ impl Driver {
         };
         let result = conn.drive(|event, outbox| {
             match event {
-                Event::Open => session.handle_connected(now),
+                Event::Open => {
+                    // TLS and the upgrade can both finish in one drive (a fast server's `101`
+                    // in the same read loop): the session still passes through WsHandshake.
+                    if !*reported_ws {
+                        *reported_ws = true;
+                        session.handle_transport_phase(now, TransportPhase::WebSocket);
+                    }
+                    session.handle_connected(now)
+                }
                 Event::Message(Message::Text(text)) => {
                     let t_frame = match recorder {
                         Some(r) => {
@@ -768,8 +777,8 @@ impl Driver {
                 }
             }
         });
-        if !self.reported_ws && conn.phase() == Phase::Upgrading {
-            self.reported_ws = true;
+        if !*reported_ws && conn.phase() == Phase::Upgrading {
+            *reported_ws = true;
             session.handle_transport_phase(now, TransportPhase::WebSocket);
         }
         match result {
