@@ -98,6 +98,9 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench_internals;
 mod buf;
 mod error;
 mod record;
