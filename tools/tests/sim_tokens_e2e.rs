@@ -12,6 +12,23 @@ use spinwire_tools::sim::SimConfig;
 
 const T: Duration = Duration::from_secs(3);
 
+/// `public/auth` with client credentials and scope `session:NAME`; the result.
+fn session_login(c: &mut Client, name: &str) -> serde_json::Value {
+    c.ok(
+        "public/auth",
+        json!({"grant_type":"client_credentials","client_id":ID,"client_secret":SECRET,
+               "scope":format!("session:{name}")}),
+    )
+}
+
+/// `public/auth` with a refresh token; the result.
+fn refresh(c: &mut Client, refresh_token: &serde_json::Value) -> serde_json::Value {
+    c.ok(
+        "public/auth",
+        json!({"grant_type":"refresh_token","refresh_token":refresh_token}),
+    )
+}
+
 fn held(sim: &spinwire_tools::sim::SimHandle) -> usize {
     let s = sim.stats();
     s.access_tokens + s.refresh_tokens
@@ -29,15 +46,8 @@ fn reconnecting_and_refreshing_clients_do_not_grow_the_token_maps() {
     let mut peak = 0;
     for _ in 0..rounds {
         let mut c = Client::connect(&sim);
-        let g = c.ok(
-            "public/auth",
-            json!({"grant_type":"client_credentials","client_id":ID,"client_secret":SECRET,
-                   "scope":"session:soak"}),
-        );
-        let r = c.ok(
-            "public/auth",
-            json!({"grant_type":"refresh_token","refresh_token":g["refresh_token"]}),
-        );
+        let g = session_login(&mut c, "soak");
+        let r = refresh(&mut c, &g["refresh_token"]);
         assert!(r["scope"].as_str().unwrap().starts_with("session:soak"));
         drop(c);
         peak = peak.max(held(&sim));
@@ -73,15 +83,8 @@ fn reconnecting_and_refreshing_clients_do_not_grow_the_token_maps() {
 fn a_refreshed_away_token_is_refused_on_the_wire_with_13009() {
     let sim = start(config());
     let mut a = Client::connect(&sim);
-    let old = a.ok(
-        "public/auth",
-        json!({"grant_type":"client_credentials","client_id":ID,"client_secret":SECRET,
-               "scope":"session:beta"}),
-    );
-    let new = a.ok(
-        "public/auth",
-        json!({"grant_type":"refresh_token","refresh_token":old["refresh_token"]}),
-    );
+    let old = session_login(&mut a, "beta");
+    let new = refresh(&mut a, &old["refresh_token"]);
     let mut b = Client::connect(&sim);
     let p = |t: &serde_json::Value| json!({"instrument_name":"BTC-PERPETUAL","access_token":t});
     assert_eq!(

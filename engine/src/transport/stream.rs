@@ -1574,24 +1574,23 @@ mod own_key_update_tests {
             assert!(start.elapsed() < DEADLINE, "handshake timed out");
             thread::sleep(Duration::from_millis(1));
         }
+        traffic(&mut t).tx_limit = LIMIT;
+        t
+    }
+
+    /// The record layer of an established TLS transport.
+    fn traffic(t: &mut Transport) -> &mut Traffic {
         match &mut t.tls {
             Some(Tls {
                 state: TlsState::Traffic(traffic),
                 ..
-            }) => traffic.tx_limit = LIMIT,
+            }) => traffic,
             _ => panic!("no record layer after the handshake"),
         }
-        t
     }
 
-    fn sending_seq(t: &Transport) -> u64 {
-        match &t.tls {
-            Some(Tls {
-                state: TlsState::Traffic(traffic),
-                ..
-            }) => traffic.tx.seq(),
-            _ => panic!("no record layer"),
-        }
+    fn sending_seq(t: &mut Transport) -> u64 {
+        traffic(t).tx.seq()
     }
 
     fn flush_all(t: &mut Transport) {
@@ -1612,7 +1611,7 @@ mod own_key_update_tests {
         for i in 0..MESSAGES {
             assert_eq!(t.write_plaintext(&message(i)).unwrap(), LEN);
             flush_all(&mut t);
-            highest_seq = highest_seq.max(sending_seq(&t));
+            highest_seq = highest_seq.max(sending_seq(&mut t));
         }
         // Sequence numbers start over under each new key: never past the limit (+1 for the
         // KeyUpdate record itself, sealed under the old key).
@@ -1650,7 +1649,7 @@ mod own_key_update_tests {
         let (addr, _server) = sink_server(server_config);
         let mut t = connect_with_low_limit(addr, &config);
         // The key already sealed the client's Finished.
-        let start_seq = sending_seq(&t);
+        let start_seq = sending_seq(&mut t);
         let mut sent = 0;
         let err = loop {
             match t.write_plaintext(&message(sent)) {
