@@ -219,6 +219,9 @@ struct SimArgs {
     /// Access-token lifetime, e.g. 900s or 500ms.
     #[arg(long, default_value = "900s", value_parser = parse_dur)]
     token_ttl: Duration,
+    /// Refresh-token lifetime, e.g. 3600s (never shorter than --token-ttl).
+    #[arg(long, default_value = "3600s", value_parser = parse_dur)]
+    refresh_ttl: Duration,
     /// Smallest heartbeat interval accepted (Deribit: 10s).
     #[arg(long, default_value = "10s", value_parser = parse_dur)]
     min_heartbeat: Duration,
@@ -237,7 +240,8 @@ struct SimArgs {
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
-    faults::parse_duration(s).map_err(|e| e.to_string())
+    // The fault grammar's duration parser; its error is about the value alone, not a fault.
+    faults::parse_duration(s).map_err(|e| e.0)
 }
 
 fn main() -> ExitCode {
@@ -382,6 +386,7 @@ fn sim_config(a: SimArgs) -> Result<SimConfig, String> {
         ledger_path: a.ledger,
         seed: a.seed,
         token_ttl: a.token_ttl,
+        refresh_ttl: a.refresh_ttl,
         min_heartbeat: a.min_heartbeat,
         request_rate: RateLimit {
             per_sec: a.req_rate,

@@ -100,3 +100,16 @@ fn sim_help_documents_the_fault_grammar() {
         assert!(help.contains(word), "help mentions {word}");
     }
 }
+
+#[test]
+fn sim_refuses_a_bad_refresh_ttl_with_a_clear_message() {
+    let out = spinwire()
+        .args(["sim", "--listen", "127.0.0.1:0", "--refresh-ttl", "soon"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--refresh-ttl"), "{err}");
+    assert!(err.contains("bad duration \"soon\""), "{err}");
+    assert!(!err.contains("fault"), "not a fault spec: {err}");
+}
