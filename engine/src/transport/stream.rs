@@ -1562,6 +1562,17 @@ mod own_key_update_tests {
         [i as u8; LEN]
     }
 
+    /// A sink server speaking only `version`, and a client connected to it with the sending
+    /// key's limit lowered to [`LIMIT`].
+    fn start(
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> (Transport, JoinHandle<Result<Vec<u8>, String>>) {
+        let (server_config, ca) = server_config(&[version]);
+        let config = TlsConfig::builder().ca_pem(ca.as_bytes()).build().unwrap();
+        let (addr, server) = sink_server(server_config);
+        (connect_with_low_limit(addr, &config), server)
+    }
+
     /// Connects, finishes the handshake and lowers the sending key's limit to [`LIMIT`].
     fn connect_with_low_limit(addr: SocketAddr, config: &TlsConfig) -> Transport {
         let security = Security::Tls {
@@ -1603,10 +1614,7 @@ mod own_key_update_tests {
 
     #[test]
     fn tls13_sends_its_own_key_update_at_the_limit_and_the_server_reads_everything() {
-        let (server_config, ca) = server_config(&[&rustls::version::TLS13]);
-        let config = TlsConfig::builder().ca_pem(ca.as_bytes()).build().unwrap();
-        let (addr, server) = sink_server(server_config);
-        let mut t = connect_with_low_limit(addr, &config);
+        let (mut t, server) = start(&rustls::version::TLS13);
         let mut highest_seq = 0;
         for i in 0..MESSAGES {
             assert_eq!(t.write_plaintext(&message(i)).unwrap(), LEN);
@@ -1644,10 +1652,7 @@ mod own_key_update_tests {
 
     #[test]
     fn tls12_stops_sending_at_the_limit_with_keys_exhausted() {
-        let (server_config, ca) = server_config(&[&rustls::version::TLS12]);
-        let config = TlsConfig::builder().ca_pem(ca.as_bytes()).build().unwrap();
-        let (addr, _server) = sink_server(server_config);
-        let mut t = connect_with_low_limit(addr, &config);
+        let (mut t, _server) = start(&rustls::version::TLS12);
         // The key already sealed the client's Finished.
         let start_seq = sending_seq(&mut t);
         let mut sent = 0;
