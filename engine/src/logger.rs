@@ -1,6 +1,6 @@
 //! The logger thread: session events leave the engine thread on an SPSC ring and are formatted
 //! and written here, through [`tracing`], together with the alerts the
-//! [`AlertRules`](crate::session::alerts::AlertRules) raise over them.
+//! [`AlertRules`] raise over them.
 //!
 //! The engine thread formats nothing: it pushes small `Copy` [`SessionEvent`]s (which hold no
 //! text, so no secret or token can reach a log through them) and goes on. This thread pops them,

@@ -60,7 +60,7 @@ struct DemoArgs {
     /// Write the summary as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     summary_json: Option<PathBuf>,
-    /// Write the report into DIR (default: latency-reports/out/demo-<date>-<time>/).
+    /// Write the report into DIR (default: latency-reports/out/demo-DATE-TIME/).
     #[arg(long, value_name = "DIR")]
     report_dir: Option<PathBuf>,
     /// Market-data events per second of the simulator.
