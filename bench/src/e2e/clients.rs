@@ -801,9 +801,16 @@ mod tests {
             .name("sched-probe-thread-long-name".into())
             .spawn(move || {
                 let before = Sched::current();
+                // Spin until the counters say 10 ms of CPU were used (not for a wall-clock
+                // time: on a loaded machine a thread may get a third of a core or less).
                 let start = Instant::now();
-                while start.elapsed() < Duration::from_millis(30) {
-                    std::hint::black_box(start.elapsed());
+                while Sched::current().since(before).cpu_ns < 10_000_000
+                    && start.elapsed() < Duration::from_secs(10)
+                {
+                    let spin = Instant::now();
+                    while spin.elapsed() < Duration::from_millis(1) {
+                        std::hint::black_box(spin.elapsed());
+                    }
                 }
                 tx.send(Sched::current().since(before)).unwrap();
                 // Stay alive until the main thread has looked it up by name.
