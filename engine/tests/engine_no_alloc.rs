@@ -7,14 +7,15 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use spinwire_engine::connection::{ConnectionConfig, Drive, Event, WsConnection};
+use spinwire_engine::connection::{ConnectionConfig, WsConnection};
 use spinwire_engine::reactor::{PollMode, Reactor};
 use spinwire_engine::transport::Security;
-use spinwire_engine::ws::{HandshakeRequest, Message};
+use spinwire_engine::ws::HandshakeRequest;
 
 mod alloc_support;
+mod ws_drive_support;
 
 #[global_allocator]
 static GLOBAL: alloc_support::CountingAlloc = alloc_support::CountingAlloc;
@@ -106,49 +107,9 @@ fn engine_thread_allocates_nothing_while_100k_frames_pass_and_are_echoed() {
         })
         .unwrap();
 
-    let mut received = 0u64;
-    let mut expected_seq = 0u64;
-    let mut closed = false;
-    let started = Instant::now();
-    let mut again = true;
-    let mut allocations: Option<u64> = None;
-    while !closed {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "stalled after {received} frames"
-        );
-        let mut ready = again;
-        reactor.turn(|_, _, _, _| ready = true).unwrap();
-        if !ready {
-            continue;
-        }
-        let conn = reactor.get_mut(token).unwrap();
-        let result = conn.drive(|event, outbox| {
-            if let Event::Message(Message::Text(text)) = event {
-                // Check content without allocating: the change id is the sequence number.
-                let digits = text
-                    .rsplit_once(r#""change_id":"#)
-                    .map(|(_, tail)| tail.trim_end_matches('}'))
-                    .unwrap_or("");
-                assert_eq!(digits.parse::<u64>().ok(), Some(expected_seq));
-                expected_seq += 1;
-                outbox.send_text(text).expect("echo queued");
-                received += 1;
-                if received == WARMUP {
-                    alloc_support::start_counting();
-                }
-                if received == total {
-                    allocations = Some(alloc_support::stop_counting());
-                }
-            }
-        });
-        match result.expect("connection failed") {
-            Drive::Again => again = true,
-            Drive::Wait => again = false,
-            Drive::Closed => closed = true,
-        }
-    }
-    let allocations = allocations.unwrap_or_else(alloc_support::stop_counting);
+    // Every frame is echoed.
+    let (received, allocations) =
+        ws_drive_support::drive_counting(&mut reactor, token, WARMUP, total, 1);
     assert_eq!(received, total);
     assert_eq!(
         allocations, 0,

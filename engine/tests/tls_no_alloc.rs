@@ -7,6 +7,7 @@
 
 mod alloc_support;
 mod transport_support;
+mod ws_drive_support;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -445,8 +446,8 @@ fn wss_server(config: Arc<ServerConfig>) -> (SocketAddr, JoinHandle<Result<usize
 
 #[test]
 fn wss_connection_allocates_nothing_while_20k_frames_arrive_one_record_each() {
-    use spinwire_engine::connection::{ConnectionConfig, Drive, Event, WsConnection};
-    use spinwire_engine::ws::{HandshakeRequest, Message};
+    use spinwire_engine::connection::{ConnectionConfig, WsConnection};
+    use spinwire_engine::ws::HandshakeRequest;
 
     let pki = Pki::new("test CA");
     let client = pki.client_config();
@@ -468,50 +469,9 @@ fn wss_connection_allocates_nothing_while_20k_frames_arrive_one_record_each() {
         })
         .unwrap();
 
-    let mut received = 0u64;
-    let mut allocations: Option<u64> = None;
-    let mut closed = false;
-    let mut again = true;
-    let started = Instant::now();
-    while !closed {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "stalled after {received} frames"
-        );
-        let mut ready = again;
-        reactor.turn(|_, _, _, _| ready = true).unwrap();
-        if !ready {
-            continue;
-        }
-        let conn = reactor.get_mut(token).unwrap();
-        let result = conn.drive(|event, outbox| {
-            if let Event::Message(Message::Text(text)) = event {
-                // The change id is the sequence number (checked without allocating).
-                let digits = text
-                    .rsplit_once(r#""change_id":"#)
-                    .map(|(_, tail)| tail.trim_end_matches('}'))
-                    .unwrap_or("");
-                assert_eq!(digits.parse::<u64>().ok(), Some(received));
-                if received % ECHO_EVERY == ECHO_EVERY - 1 {
-                    outbox.send_text(text).expect("echo queued");
-                }
-                received += 1;
-                if received == WS_WARMUP {
-                    alloc_support::start_counting();
-                }
-                if received == WS_FRAMES {
-                    allocations = Some(alloc_support::stop_counting());
-                }
-            }
-        });
-        match result.expect("connection failed") {
-            Drive::Again => again = true,
-            Drive::Wait => again = false,
-            Drive::Closed => closed = true,
-        }
-    }
+    let (received, allocations) =
+        ws_drive_support::drive_counting(&mut reactor, token, WS_WARMUP, WS_FRAMES, ECHO_EVERY);
     assert_eq!(received, WS_FRAMES);
-    let allocations = allocations.expect("counted");
     assert_eq!(
         allocations,
         0,
