@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use rustls::{ServerConfig, ServerConnection, StreamOwned, SupportedCipherSuite};
 use spinwire_engine::reactor::{PollMode, Reactor};
 use spinwire_engine::transport::{
-    CloseStatus, Handshake, ReadStatus, Security, TlsConfig, Transport, TransportOptions,
+    CloseStatus, ReadStatus, Security, TlsConfig, Transport, TransportOptions,
 };
 use transport_support::{Pki, DEADLINE};
 
@@ -93,28 +93,11 @@ fn batch_server(
 
 /// A TLS client through the reactor (blocking mode), handshake done.
 fn connect(addr: SocketAddr, config: &TlsConfig) -> (Reactor<Transport>, mio::Token) {
-    let mut reactor: Reactor<Transport> =
-        Reactor::new(4, 64, PollMode::Blocking(Some(Duration::from_millis(20)))).unwrap();
-    let token = reactor
-        .insert_with(|token, registry| {
-            let security = Security::Tls {
-                config,
-                host: "localhost",
-            };
-            let mut t = Transport::connect(addr, security, TransportOptions::default())?;
-            t.register(registry, token).unwrap();
-            Ok::<_, spinwire_engine::transport::TransportError>(t)
-        })
-        .unwrap();
-    let start = Instant::now();
-    let mut established = false;
-    while !established {
-        assert!(start.elapsed() < DEADLINE, "handshake timed out");
-        reactor
-            .turn(|_, t, _, _| established = t.handshake().unwrap() == Handshake::Done)
-            .unwrap();
-    }
-    (reactor, token)
+    let security = Security::Tls {
+        config,
+        host: "localhost",
+    };
+    transport_support::handshaken_transport(addr, security)
 }
 
 /// Receives one batch into `buf` (exactly `BATCH * MSG` bytes), then answers it. Allocates

@@ -7,12 +7,10 @@
 mod transport_support;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use spinwire_engine::reactor::{PollMode, Reactor};
-use spinwire_engine::transport::{
-    Handshake, ReadStatus, Security, TlsConfig, Transport, TransportOptions,
-};
+use spinwire_engine::reactor::Reactor;
+use spinwire_engine::transport::{ReadStatus, Security, TlsConfig, Transport};
 use transport_support::*;
 
 mod alloc_support;
@@ -27,23 +25,7 @@ const ROUND_TRIPS: u64 = 2_000;
 /// Connects, warms up, then counts allocations over `ROUND_TRIPS` ping-pongs of `MESSAGE`
 /// bytes through the reactor. Returns the allocation count.
 fn count_ping_pong(addr: SocketAddr, security: Security<'_>) -> u64 {
-    let mut reactor: Reactor<Transport> =
-        Reactor::new(4, 64, PollMode::Blocking(Some(Duration::from_millis(20)))).unwrap();
-    let token = reactor
-        .insert_with(|token, registry| {
-            let mut t = Transport::connect(addr, security, TransportOptions::default())?;
-            t.register(registry, token).unwrap();
-            Ok::<_, spinwire_engine::transport::TransportError>(t)
-        })
-        .unwrap();
-    let start = Instant::now();
-    let mut established = false;
-    while !established {
-        assert!(start.elapsed() < DEADLINE, "handshake timed out");
-        reactor
-            .turn(|_, t, _, _| established = t.handshake().unwrap() == Handshake::Done)
-            .unwrap();
-    }
+    let (mut reactor, token) = handshaken_transport(addr, security);
 
     let mut message = [0u8; MESSAGE];
     let mut buf = [0u8; 4096];

@@ -571,3 +571,29 @@ pub fn wait_for_unread_bytes(sock: &mio::net::TcpStream, n: usize) {
         thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// A bare transport connected to `addr` in a reactor of its own (blocking mode, 20 ms), with
+/// the handshake done.
+pub fn handshaken_transport(
+    addr: SocketAddr,
+    security: Security<'_>,
+) -> (Reactor<Transport>, mio::Token) {
+    let mut reactor: Reactor<Transport> =
+        Reactor::new(4, 64, PollMode::Blocking(Some(Duration::from_millis(20)))).unwrap();
+    let token = reactor
+        .insert_with(|token, registry| {
+            let mut t = Transport::connect(addr, security, TransportOptions::default())?;
+            t.register(registry, token).unwrap();
+            Ok::<_, TransportError>(t)
+        })
+        .unwrap();
+    let start = Instant::now();
+    let mut established = false;
+    while !established {
+        assert!(start.elapsed() < DEADLINE, "handshake timed out");
+        reactor
+            .turn(|_, t, _, _| established = t.handshake().unwrap() == Handshake::Done)
+            .unwrap();
+    }
+    (reactor, token)
+}
