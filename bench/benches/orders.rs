@@ -52,6 +52,7 @@ fn config(journal: Option<JournalConfig>) -> SessionConfig {
             queue: 1024,
             journal,
             label_base: 0x10_0000,
+            mint: None,
             resend_grace: Duration::from_secs(2),
         },
         ..SessionConfig::default()

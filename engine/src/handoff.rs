@@ -36,11 +36,22 @@
 //! pinning with [`PollMode::SpinThenPark`], and says why ([`CorePlan::reason`]);
 //! [`IdleWait`] is the matching wait for strategy threads.
 //!
-//! With one session the engine thread runs that session's [`Driver::run`] loop, so the poll
-//! mode waits on readiness in the kernel where it waits at all. With several sessions each
-//! driver polls with a zero timeout and the engine thread turns them in a round; then
-//! `SpinYield` yields after an idle round, and `SpinThenPark`/`Blocking` sleep (at most 1 ms)
-//! after their idle rounds instead of waiting on readiness.
+//! However many sessions there are, the engine thread runs one [`EventLoop`]: one `mio::Poll`,
+//! one `epoll_wait` per turn, one clock read per turn; in `Blocking` and a parked
+//! `SpinThenPark` it waits in the kernel until the earliest deadline of any session, and a
+//! strategy's push onto its OrderRequest or Control ring wakes it
+//! ([`crate::event_loop::doorbell`]). It never sleeps.
+//!
+//! # Steering
+//! Each strategy also gets a Control ring ([`StrategyEnds::control`]): subscribe and
+//! unsubscribe channels at run time, stop and restart its session, ask for a book resync
+//! ([`crate::event_loop::control`]); answers come back as
+//! [`EventKind::Control`](crate::session::EventKind::Control) session events.
+//!
+//! # Client order ids
+//! Every session of the engine mints from one counter ([`crate::orders::ids::IdMint`]); give
+//! engines in different processes that share an account their own
+//! [`EngineBuilder::instance`].
 //!
 //! # Example
 //! ```no_run
@@ -74,13 +85,15 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use spinwire_ringbuf::{Consumer, Producer};
+use spinwire_ringbuf::Consumer;
 
+use crate::event_loop::doorbell::{ControlSender, Doorbell, OrderSender};
+use crate::event_loop::{EventLoop, LoopConfig, LoopStats};
 use crate::latency::{Clock, Collector, LatencyError};
 use crate::md::MdRecord;
-use crate::orders::{OrderEvent, OrderRequest, OrderStats};
+use crate::orders::{OrderEvent, OrderStats};
 use crate::reactor::PollMode;
-use crate::session::driver::{Driver, DriverConfig, DriverError, DriverStats, PushTimes};
+use crate::session::driver::{DriverConfig, DriverError, DriverStats, PushTimes};
 use crate::session::{SessionConfig, SessionError, SessionEvent, SessionState, SessionStats};
 use crate::sys::SysError;
 
@@ -123,10 +136,15 @@ pub enum HandoffError {
         /// Why.
         source: SessionError,
     },
-    /// The engine thread could not be pinned to the core asked for; pick one of the cores the
-    /// process may use (see [`crate::sys::allowed_cores`]) or pass `None`.
+    /// The engine thread could not be pinned to the core asked for, or given the real-time
+    /// priority asked for ([`EngineBuilder::sched_fifo`]); the text names the setting and the
+    /// reason. Pick one of the cores the process may use (see [`crate::sys::allowed_cores`]),
+    /// grant `CAP_SYS_NICE`, or leave the setting out.
     #[error("engine thread: {0}")]
     Pin(SysError),
+    /// The engine loop could not be built (epoll, clock).
+    #[error("engine loop: {0}")]
+    Loop(Box<DriverError>),
     /// Latency recorders could not be made (invalid histogram configuration).
     #[error("latency recorders: {0}")]
     Latency(#[from] LatencyError),
@@ -168,6 +186,10 @@ pub struct EngineBuilder {
     order_ring: Option<usize>,
     /// Overrides every session's [`DriverConfig::order_event_ring`] when set.
     order_event_ring: Option<usize>,
+    /// The instance number in every client order id.
+    instance: Option<u8>,
+    /// SCHED_FIFO priority of the engine thread.
+    sched_fifo: Option<i32>,
 }
 
 impl EngineBuilder {
@@ -191,6 +213,24 @@ impl EngineBuilder {
     /// Pins the engine thread to this core (`None`: not pinned). Default: not pinned.
     pub fn core(mut self, core: Option<usize>) -> EngineBuilder {
         self.core = core;
+        self
+    }
+
+    /// The engine's instance number, carried in the top byte of every client order id
+    /// ([`crate::orders::ids`]): engines in different processes that trade the same account
+    /// must each have their own. Default: none (ids from the clock; unique within the engine
+    /// and across its restarts).
+    pub fn instance(mut self, instance: u8) -> EngineBuilder {
+        self.instance = Some(instance);
+        self
+    }
+
+    /// Runs the engine thread under `SCHED_FIFO` at `priority` (1..=99): ordinary threads can
+    /// no longer preempt it. Needs `CAP_SYS_NICE` (or root); refused with a
+    /// [`HandoffError::Pin`] naming the setting otherwise. Only for a thread on a core of its
+    /// own: a spinning FIFO thread starves everything else on its core.
+    pub fn sched_fifo(mut self, priority: i32) -> EngineBuilder {
+        self.sched_fifo = Some(priority);
         self
     }
 
@@ -259,12 +299,17 @@ impl EngineBuilder {
                 return Err(HandoffError::DuplicateName(s.name.clone()));
             }
         }
-        let several = self.sessions.len() > 1;
-        let mode = self.poll_mode;
-        let mut drivers = Vec::with_capacity(self.sessions.len());
+        let first = &self.sessions[0].driver;
+        let mode = self.poll_mode.unwrap_or(first.mode);
+        let mut engine = EventLoop::new(LoopConfig {
+            mode,
+            clock: first.clock,
+            max_sessions: self.sessions.len(),
+            instance: self.instance,
+        })
+        .map_err(|e| HandoffError::Loop(Box::new(e)))?;
         let mut strategies = Vec::with_capacity(self.sessions.len());
         let mut names = Vec::with_capacity(self.sessions.len());
-        let mut engine_mode = None;
         for spec in self.sessions {
             let SessionSpec {
                 name,
@@ -287,30 +332,26 @@ impl EngineBuilder {
             check_ring("market data", driver.md_ring)?;
             check_ring("session event", driver.event_ring)?;
             check_ring("order request", driver.order_ring)?;
+            check_ring("control", driver.control_ring)?;
             check_ring("order event", driver.order_event_ring)?;
-            if let Some(m) = mode {
-                driver.mode = m;
-            }
-            engine_mode.get_or_insert(driver.mode);
             if collector.is_some() {
                 driver.push_stamps = true;
             }
-            if several {
-                // The engine thread does the waiting between rounds (see the module docs).
-                driver.mode = PollMode::BusySpin;
-            }
-            let (mut d, ends) =
-                Driver::new(driver, session).map_err(|source| HandoffError::Driver {
-                    name: name.clone(),
-                    source: Box::new(source),
-                })?;
+            let (index, ends) =
+                engine
+                    .add_session(driver, session)
+                    .map_err(|source| HandoffError::Driver {
+                        name: name.clone(),
+                        source: Box::new(source),
+                    })?;
             if let Some(c) = collector.as_deref_mut() {
-                let recorder = c.recorder(d.clock().now_ns())?;
-                d.set_recorder(recorder);
+                let recorder = c.recorder(engine.now())?;
+                engine.set_recorder(index, recorder);
             }
-            let now = d.now();
+            let now = engine.now();
             for c in &channels {
-                d.session_mut()
+                engine
+                    .session_mut(index)
                     .subscribe(now, c)
                     .map_err(|source| HandoffError::Subscribe {
                         name: name.clone(),
@@ -318,55 +359,72 @@ impl EngineBuilder {
                         source,
                     })?;
             }
-            let clock = d.clock();
-            drivers.push(d);
             strategies.push(StrategyEnds {
                 name: name.clone(),
+                index,
                 md: ends.md,
                 session_events: ends.events,
                 order_events: ends.order_events,
                 orders: ends.orders,
+                control: ends.control,
                 push_times: ends.push_times,
                 log: ends.log,
                 order_events_marked: ends.order_events_marked,
-                clock,
+                clock: engine.clock(),
             });
             names.push(name);
         }
-        let engine_mode = engine_mode.unwrap_or(PollMode::BusySpin);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let bell = engine.doorbell();
         let core = self.core;
+        let fifo = self.sched_fifo;
         let (pinned_tx, pinned_rx) = std::sync::mpsc::sync_channel::<Result<(), SysError>>(1);
         let thread = std::thread::Builder::new()
             .name("spinwire-engine".into())
             .spawn(move || {
-                if let Some(c) = core {
-                    let r = crate::sys::pin_current_thread(c);
-                    let failed = r.is_err();
-                    let _ = pinned_tx.send(r);
-                    if failed {
-                        return Ok(Vec::new());
-                    }
-                } else {
-                    let _ = pinned_tx.send(Ok(()));
+                let placed = core
+                    .map_or(Ok(()), crate::sys::pin_current_thread)
+                    .and_then(|()| fifo.map_or(Ok(()), crate::sys::set_sched_fifo));
+                let failed = placed.is_err();
+                let _ = pinned_tx.send(placed);
+                if failed {
+                    return Ok(EngineStats {
+                        sessions: Vec::new(),
+                        engine: engine.stats(),
+                    });
                 }
-                run_engine(&mut drivers, engine_mode, &flag)?;
-                let finals = drivers
-                    .iter_mut()
-                    .zip(names)
-                    .map(|(d, name)| SessionFinal {
-                        name,
-                        driver: d.stats(),
-                        session: d.session_mut().stats(),
-                        state: d.session_mut().state(),
-                        orders: d.stats().orders,
+                engine
+                    .run(&flag)
+                    .map_err(|e| ("engine".to_string(), Box::new(e)))?;
+                for (i, name) in names.iter().enumerate() {
+                    if let Some(e) = engine.take_fatal_error(i) {
+                        return Err((name.clone(), Box::new(DriverError::Connection(e))));
+                    }
+                }
+                let sessions = names
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, name)| {
+                        let driver = engine.driver_stats(i);
+                        let s = engine.session_mut(i);
+                        SessionFinal {
+                            name,
+                            driver,
+                            session: s.stats(),
+                            state: s.state(),
+                            orders: driver.orders,
+                        }
                     })
                     .collect();
+                let stats = EngineStats {
+                    sessions,
+                    engine: engine.stats(),
+                };
                 // Closes the sessions' order journals (dropping one flushes it) before
                 // `shutdown` can return.
-                drop(drivers);
-                Ok(finals)
+                drop(engine);
+                Ok(stats)
             })
             .map_err(HandoffError::Spawn)?;
         match pinned_rx.recv() {
@@ -384,9 +442,10 @@ impl EngineBuilder {
             strategies,
             control: EngineControl {
                 stop,
+                bell,
                 thread: Some(thread),
                 core,
-                mode: engine_mode,
+                mode,
             },
         })
     }
@@ -397,77 +456,6 @@ fn check_ring(ring: &'static str, size: usize) -> Result<(), HandoffError> {
         Err(HandoffError::RingSize { ring, size })
     } else {
         Ok(())
-    }
-}
-
-/// The engine thread's loop: one session runs its own driver loop; several are turned in a
-/// round until each has logged out (after `stop`) or failed.
-fn run_engine(
-    drivers: &mut [Driver],
-    mode: PollMode,
-    stop: &AtomicBool,
-) -> Result<(), DriverError> {
-    if let [only] = drivers {
-        return only.run(stop);
-    }
-    for d in drivers.iter_mut() {
-        if d.session_mut().state() == SessionState::Disconnected {
-            let now = d.now();
-            d.session_mut().connect(now)?;
-        }
-    }
-    let (spins, park) = match mode {
-        PollMode::BusySpin => (u32::MAX, Duration::ZERO),
-        PollMode::SpinYield => (0, Duration::ZERO),
-        PollMode::SpinThenPark { spins, park } => (spins, park.min(Duration::from_millis(1))),
-        PollMode::Blocking(t) => (
-            0,
-            t.unwrap_or(Duration::from_millis(1))
-                .min(Duration::from_millis(1)),
-        ),
-    };
-    let mut done = vec![false; drivers.len()];
-    let mut stopping = false;
-    let mut idle_rounds = 0u32;
-    let mut last_records = 0u64;
-    loop {
-        if !stopping && stop.load(Ordering::Relaxed) {
-            stopping = true;
-            for d in drivers.iter_mut() {
-                let now = d.now();
-                d.session_mut().logout(now);
-            }
-        }
-        let mut records = 0u64;
-        for (d, finished) in drivers.iter_mut().zip(done.iter_mut()) {
-            if *finished {
-                continue;
-            }
-            d.turn()?;
-            records += d.stats().records + d.stats().records_dropped;
-            match d.session_mut().state() {
-                SessionState::Failed => *finished = true,
-                SessionState::Disconnected if stopping => *finished = true,
-                _ => {}
-            }
-        }
-        if done.iter().all(|f| *f) {
-            return Ok(());
-        }
-        if records != last_records {
-            last_records = records;
-            idle_rounds = 0;
-            continue;
-        }
-        idle_rounds = idle_rounds.saturating_add(1);
-        if spins == u32::MAX || idle_rounds <= spins {
-            continue;
-        }
-        if park.is_zero() {
-            std::thread::yield_now();
-        } else {
-            std::thread::sleep(park);
-        }
     }
 }
 
@@ -492,6 +480,8 @@ impl Engine {
 pub struct StrategyEnds {
     /// The session's name.
     pub name: String,
+    /// The session's index in the engine (0-based, in the order the sessions were added).
+    pub index: usize,
     /// Decoded market data (book rows, trades). A full ring drops records; see the
     /// [module docs](self).
     pub md: Consumer<MdRecord>,
@@ -499,9 +489,13 @@ pub struct StrategyEnds {
     pub session_events: Consumer<SessionEvent>,
     /// Order events (acks, rejects, fills, cancels, expiries; never dropped).
     pub order_events: Consumer<OrderEvent>,
-    /// Order requests to the engine (taken on its next loop turn). A full ring is the
-    /// strategy's to handle: `push` hands the request back.
-    pub orders: Producer<OrderRequest>,
+    /// Order requests to the engine (taken on its next loop turn; a push wakes a parked
+    /// engine). A full ring is the strategy's to handle: `push` hands the request back.
+    pub orders: OrderSender,
+    /// Control commands to the engine (subscribe, unsubscribe, resync, stop, start; a push
+    /// wakes a parked engine); each is answered with an
+    /// [`EventKind::Control`](crate::session::EventKind::Control) session event.
+    pub control: ControlSender,
     /// When each popped record was pushed (with
     /// [`spawn_with_latency`](EngineBuilder::spawn_with_latency)): call
     /// [`PushTimes::popped`] once per record popped, in order.
@@ -525,13 +519,20 @@ pub struct StrategyEnds {
 pub struct EngineControl {
     /// Raised to stop: every session logs out and closes.
     stop: Arc<AtomicBool>,
-    /// The engine thread (`None` once joined).
-    thread: Option<JoinHandle<Result<Vec<SessionFinal>, DriverError>>>,
+    /// Wakes the engine out of a kernel wait to see the stop.
+    bell: Arc<Doorbell>,
+    /// The engine thread (`None` once joined): the final counters, or the session whose
+    /// failure ended the run and why.
+    thread: Option<JoinHandle<EngineOutcome>>,
     /// The core the engine thread pinned itself to.
     core: Option<usize>,
     /// How the engine thread polls.
     mode: PollMode,
 }
+
+/// What the engine thread returns: the final counters, or the session whose failure ended the
+/// run (or `engine` for the loop itself) and why.
+type EngineOutcome = Result<EngineStats, (String, Box<DriverError>)>;
 
 /// One session's final counters.
 #[derive(Debug, Clone)]
@@ -554,6 +555,8 @@ pub struct SessionFinal {
 pub struct EngineStats {
     /// One per session, in the order the sessions were added.
     pub sessions: Vec<SessionFinal>,
+    /// The engine loop's own counters (turns, kernel waits, wake-ups, epoll instances).
+    pub engine: LoopStats,
 }
 
 impl EngineControl {
@@ -561,6 +564,7 @@ impl EngineControl {
     /// thread ends.
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.bell.wake_now();
     }
 
     /// Whether the engine thread has ended (after a stop, or because every session failed).
@@ -594,14 +598,12 @@ impl EngineControl {
         let Some(thread) = self.thread.take() else {
             return Ok(EngineStats {
                 sessions: Vec::new(),
+                engine: LoopStats::default(),
             });
         };
         match thread.join() {
-            Ok(Ok(sessions)) => Ok(EngineStats { sessions }),
-            Ok(Err(source)) => Err(HandoffError::Driver {
-                name: "engine".into(),
-                source: Box::new(source),
-            }),
+            Ok(Ok(stats)) => Ok(stats),
+            Ok(Err((name, source))) => Err(HandoffError::Driver { name, source }),
             Err(_) => Err(HandoffError::Panicked),
         }
     }

@@ -23,6 +23,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod connection;
+pub mod event_loop;
 pub mod handoff;
 pub mod latency;
 pub mod logger;

@@ -246,6 +246,18 @@ impl Log {
             EventKind::Malformed { error } => {
                 warn!(session = s, t_ms, error = %error, "malformed message")
             }
+            EventKind::Control {
+                tag,
+                command,
+                outcome,
+            } => info!(
+                session = s,
+                t_ms,
+                tag,
+                command = command.as_str(),
+                outcome = outcome.as_str(),
+                "control command"
+            ),
             EventKind::Fatal { reason, code } => error!(
                 session = s,
                 t_ms,

@@ -15,12 +15,19 @@
 //! `SPINWIRE_CLIENT_ID` / `SPINWIRE_CLIENT_SECRET`, public data without them); no faults are
 //! injected there, and the strategy only quotes with `--quote`.
 //!
+//! With `--sessions N` (default 1) the one engine thread runs N sessions, each subscribed to
+//! the demo's channels: session 0 is the quoting strategy's (orders, journal,
+//! cancel-on-disconnect); sessions 1.. take market data only and are consumed by one more
+//! thread. The summary counts every session (`sessions` in the JSON, top-level counts are the
+//! totals).
+//!
 //! Threads: the engine thread formats and prints nothing; it records the engine-side latency
 //! stages (socket → frame → record → ring, order → wire, order round trip, reconnect downtime)
-//! into its recorder. The strategy thread pops the rings, runs the strategy and records ring →
-//! popped and wire → popped (venue send time `sw_send_ns`, wall clock) into its own
-//! [`Recorder`]. The calling thread collects both, writes the interval log, injects faults and
-//! prints.
+//! of every session into its recorders. The strategy thread pops session 0's rings, runs the
+//! strategy and records ring → popped and wire → popped (venue send time `sw_send_ns`, wall
+//! clock) into its own [`Recorder`]: these two stages are the quoting strategy's. The
+//! market-data thread (N > 1) pops the other sessions' rings and counts. The calling thread
+//! collects the recorders, writes the interval log, injects faults and prints.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -71,6 +78,9 @@ pub struct DemoOptions {
     pub quote: bool,
     /// Show the live progress line.
     pub progress: bool,
+    /// Sessions on the engine thread (`1..=`[`MAX_SESSIONS`](crate::tap::MAX_SESSIONS)):
+    /// session 0 quotes, the others take market data only.
+    pub sessions: usize,
     /// Raised (e.g. on Ctrl-C) to end the run early; the summary and report are still written.
     pub interrupt: Option<Arc<AtomicBool>>,
 }
@@ -87,6 +97,7 @@ impl Default for DemoOptions {
             ca_file: None,
             quote: false,
             progress: true,
+            sessions: 1,
             interrupt: None,
         }
     }
@@ -141,6 +152,25 @@ pub struct StagePercentiles {
     pub max: u64,
 }
 
+/// One session's share of a demo run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    /// Index (0-based; 0 is the quoting strategy's session).
+    pub session: usize,
+    /// The session's name in the engine (`deribit-INDEX`).
+    pub name: String,
+    /// Whether the quoting strategy drove it (else market data only).
+    pub quoting: bool,
+    /// Venue messages the engine handled for it.
+    pub messages: u64,
+    /// Market-data records popped from its ring.
+    pub records: u64,
+    /// Reconnects (live again after a drop).
+    pub reconnects: u64,
+    /// Records dropped on its full MarketData ring.
+    pub ring_drops: u64,
+}
+
 /// What a demo run did.
 #[derive(Debug, Clone)]
 pub struct DemoSummary {
@@ -148,17 +178,20 @@ pub struct DemoSummary {
     pub run: String,
     /// Seconds it ran.
     pub seconds: f64,
-    /// Venue messages the engine handled.
+    /// Venue messages the engine handled (all sessions).
     pub messages: u64,
-    /// Market-data records the strategy popped.
+    /// Market-data records popped (all sessions).
     pub records: u64,
-    /// Reconnects (the session live again after a drop).
+    /// Reconnects (a session live again after a drop; all sessions).
     pub reconnects: u64,
-    /// Records dropped on a full MarketData ring.
+    /// Records dropped on a full MarketData ring (all sessions).
     pub ring_drops: u64,
+    /// Per session, by index.
+    pub sessions: Vec<SessionSummary>,
     /// The strategy's counters (requests pushed, events seen, requotes, ...).
     pub strategy: StrategyCounters,
-    /// The engine's order counters (orders sent to the venue, accepted, ...).
+    /// The engine's order counters (orders sent to the venue, accepted, ...) of the quoting
+    /// session (the only one that places orders).
     pub orders: OrderStats,
     /// Faults injected, with the second they were injected at.
     pub faults: Vec<(f64, &'static str)>,
@@ -176,7 +209,9 @@ impl DemoSummary {
     /// The summary as JSON (what `--summary-json` writes). In `orders`, `sent` counts the new
     /// orders the strategy placed and `requests_written` every request the engine wrote (new
     /// orders, resends, cancels, edits); the other counts are the engine's (what the venue
-    /// answered, reconciliation included). `strategy` has the strategy's own view.
+    /// answered, reconciliation included). `strategy` has the strategy's own view. Top-level
+    /// `messages`, `records`, `reconnects` and `ring_drops` are totals over `sessions`, which
+    /// has each session's counts.
     pub fn to_json(&self) -> Value {
         let mut latency = Map::new();
         for (stage, p) in &self.latency {
@@ -195,6 +230,15 @@ impl DemoSummary {
             "records": self.records,
             "reconnects": self.reconnects,
             "ring_drops": self.ring_drops,
+            "sessions": self.sessions.iter().map(|x| json!({
+                "session": x.session,
+                "name": x.name,
+                "quoting": x.quoting,
+                "messages": x.messages,
+                "records": x.records,
+                "reconnects": x.reconnects,
+                "ring_drops": x.ring_drops,
+            })).collect::<Vec<_>>(),
             "orders": {
                 "sent": s.sent,
                 "requests_written": o.sent,
@@ -243,6 +287,10 @@ struct Live {
     ring_drops: AtomicU64,
     orders_live: AtomicU64,
     orders_in_flight: AtomicU64,
+    /// The market-data thread's totals over sessions 1..
+    md_records: AtomicU64,
+    md_reconnects: AtomicU64,
+    md_ring_drops: AtomicU64,
 }
 
 /// Runs the demo; progress and fault notes go to `log` (stderr), the summary table to `out`.
@@ -260,6 +308,7 @@ pub fn run(
             opts.seconds
         )));
     }
+    let n_sessions = crate::tap::check_sessions(opts.sessions).map_err(DemoError::Usage)?;
     let started_wall = SystemTime::now();
     let run_name = run_name(started_wall);
     let report_dir = opts
@@ -286,6 +335,10 @@ pub fn run(
                 instruments: SIM_INSTRUMENTS.iter().map(|(n, _)| n.to_string()).collect(),
                 credentials: vec![(id.clone(), secret.clone())],
                 min_heartbeat: Duration::from_secs(1),
+                // Room for every session and a reconnect of each.
+                max_conns_per_ip: SimConfig::default()
+                    .max_conns_per_ip
+                    .max(2 * n_sessions + 4),
                 ..SimConfig::default()
             };
             let handle = Simulator::start(cfg)?;
@@ -311,19 +364,21 @@ pub fn run(
     }
 
     // --- placement and engine --------------------------------------------------------------
-    // Busy threads: engine + strategy, and the simulator's generator and connection threads.
-    let busy = 2 + if sim.is_some() { 2 } else { 0 };
+    // Busy threads: engine + strategy, the market-data thread of sessions 1.. (if any), and
+    // the simulator's generator and connection threads.
+    let busy = 2 + usize::from(n_sessions > 1) + if sim.is_some() { 2 } else { 0 };
     let plan = CorePlan::choose(busy);
     let _ = writeln!(log, "spinwire demo: {}", plan.reason);
     let _ = writeln!(
         log,
-        "spinwire demo: venue {url}{}, {} s{}",
+        "spinwire demo: venue {url}{}, {} s, {n_sessions} session{}{}",
         if sim.is_some() {
             " (in-process simulator, TLS with a CA trusted by this process only)"
         } else {
             ""
         },
         opts.seconds,
+        if n_sessions == 1 { "" } else { "s" },
         if opts.faults && sim.is_some() {
             ", faults at 25/45/65 %"
         } else {
@@ -380,13 +435,27 @@ pub fn run(
         ..HistogramConfig::default()
     };
     let mut collector = Collector::new(hist_cfg)?;
-    let mut engine = Engine::builder()
-        .session("deribit", dc, session, &channels)
+    // Sessions 1.. take market data only: the same session settings without the order path.
+    let md_session = SessionConfig {
+        orders: OrdersConfig::default(),
+        ..session.clone()
+    };
+    let mut builder = Engine::builder().session("deribit-0", dc.clone(), session, &channels);
+    for i in 1..n_sessions {
+        builder = builder.session(
+            format!("deribit-{i}"),
+            dc.clone(),
+            md_session.clone(),
+            &channels,
+        );
+    }
+    let mut engine = builder
         .core(plan.engine_core)
         .poll_mode(plan.mode)
         .md_ring(1 << 16)
         .spawn_with_latency(&mut collector)?;
     let ends = engine.strategies.remove(0);
+    let md_ends = std::mem::take(&mut engine.strategies);
 
     // --- strategy thread ---------------------------------------------------------------------
     let clock = ends.clock;
@@ -406,6 +475,21 @@ pub fn run(
             quoted.push((id, Fixed::from_int(*amount).unwrap_or(Fixed::ZERO)));
         }
     }
+    let md_thread = if md_ends.is_empty() {
+        None
+    } else {
+        let live = live.clone();
+        let stop = stop.clone();
+        Some(
+            std::thread::Builder::new()
+                .name("spinwire-md".into())
+                .spawn(move || md_loop(md_ends, &live, &stop))
+                .map_err(|e| DemoError::Io {
+                    path: "market-data thread".into(),
+                    source: e,
+                })?,
+        )
+    };
     let strategy_thread = {
         let ctx = StrategyCtx {
             ends,
@@ -443,6 +527,7 @@ pub fn run(
         .with("sim_rate_per_s", if sim.is_some() { opts.rate } else { 0 })
         .with("faults", opts.faults && sim.is_some())
         .with("channels", channels.join(","))
+        .with("sessions", n_sessions)
         .with("placement", plan.reason.clone())
         .with("engine_poll_mode", format!("{:?}", plan.mode))
         .with("clock", clock.source().name())
@@ -505,7 +590,8 @@ pub fn run(
             }
         }
         if opts.progress && last_progress.elapsed() >= Duration::from_millis(250) {
-            let records = live.records.load(Ordering::Relaxed);
+            let records =
+                live.records.load(Ordering::Relaxed) + live.md_records.load(Ordering::Relaxed);
             let dt = last_progress.elapsed().as_secs_f64();
             rate = (records - last_records) as f64 / dt;
             last_records = records;
@@ -520,10 +606,12 @@ pub fn run(
                 fmt_ns(w2s.value_at_quantile(0.5)),
                 fmt_ns(w2s.value_at_quantile(0.99)),
                 fmt_ns(w2s.value_at_quantile(0.999)),
-                live.reconnects.load(Ordering::Relaxed),
+                live.reconnects.load(Ordering::Relaxed)
+                    + live.md_reconnects.load(Ordering::Relaxed),
                 live.orders_live.load(Ordering::Relaxed),
                 live.orders_in_flight.load(Ordering::Relaxed),
-                live.ring_drops.load(Ordering::Relaxed),
+                live.ring_drops.load(Ordering::Relaxed)
+                    + live.md_ring_drops.load(Ordering::Relaxed),
             );
             let _ = log.flush();
             shown = true;
@@ -544,6 +632,10 @@ pub fn run(
     let strategy = strategy_thread
         .join()
         .map_err(|_| DemoError::StrategyPanicked)?;
+    let md_counts = match md_thread {
+        Some(t) => t.join().map_err(|_| DemoError::StrategyPanicked)?,
+        None => Vec::new(),
+    };
     collector.poll(&mut on_interval);
     if let Some(sim) = sim.take() {
         drop(sim.shutdown());
@@ -581,13 +673,37 @@ pub fn run(
     }
     writer.finish(&stages)?;
     let session = stats.sessions.first();
+    let sessions: Vec<SessionSummary> = stats
+        .sessions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (records, reconnects) = if i == 0 {
+                (strategy.records, strategy.reconnects)
+            } else {
+                md_counts
+                    .get(i - 1)
+                    .map_or((0, 0), |c| (c.records, c.reconnects))
+            };
+            SessionSummary {
+                session: i,
+                name: s.name.clone(),
+                quoting: i == 0 && quote,
+                messages: s.session.messages,
+                records,
+                reconnects,
+                ring_drops: s.driver.records_dropped,
+            }
+        })
+        .collect();
     let summary = DemoSummary {
         run: run_name,
         seconds,
-        messages: session.map_or(0, |s| s.session.messages),
-        records: strategy.records,
-        reconnects: strategy.reconnects,
-        ring_drops: session.map_or(0, |s| s.driver.records_dropped),
+        messages: sessions.iter().map(|s| s.messages).sum(),
+        records: sessions.iter().map(|s| s.records).sum(),
+        reconnects: sessions.iter().map(|s| s.reconnects).sum(),
+        ring_drops: sessions.iter().map(|s| s.ring_drops).sum(),
+        sessions,
         strategy,
         orders: session.map_or_else(OrderStats::default, |s| s.orders),
         faults,
@@ -706,6 +822,66 @@ fn strategy_loop(ctx: StrategyCtx) -> StrategyCounters {
     *strategy.counters()
 }
 
+/// What the market-data thread counted for one session.
+#[derive(Debug, Clone, Copy, Default)]
+struct MdCounts {
+    records: u64,
+    reconnects: u64,
+    ring_drops: u64,
+}
+
+/// The market-data thread of sessions 1..: pops every ring of every session in turn (records
+/// in bounded batches, so no session starves the others), counts records, reconnects and
+/// ring drops the way the strategy does, and ends once `stop` is raised and the rings are
+/// empty. Shares cores with the rest, so it waits with [`IdleWait::shared`].
+fn md_loop(mut sessions: Vec<StrategyEnds>, live: &Live, stop: &AtomicBool) -> Vec<MdCounts> {
+    use spinwire_engine::session::EventKind;
+    let mut counts = vec![MdCounts::default(); sessions.len()];
+    let mut wait = IdleWait::shared();
+    loop {
+        let mut busy = false;
+        for (ends, c) in sessions.iter_mut().zip(counts.iter_mut()) {
+            while ends.order_events.pop().is_some() {
+                busy = true;
+            }
+            while let Some(e) = ends.session_events.pop() {
+                busy = true;
+                match e.kind {
+                    EventKind::RecordsDropped { records, .. } => {
+                        c.ring_drops += u64::from(records);
+                    }
+                    EventKind::Live { downtime_ns } if downtime_ns > 0 => c.reconnects += 1,
+                    _ => {}
+                }
+            }
+            let mut n = 0;
+            while n < 256 && ends.md.pop().is_some() {
+                // Keeps the push-time stamps in step with the records.
+                if let Some(p) = ends.push_times.as_mut() {
+                    let _ = p.popped();
+                }
+                n += 1;
+            }
+            c.records += n;
+            busy |= n > 0;
+        }
+        if busy {
+            let sum = |f: fn(&MdCounts) -> u64| counts.iter().map(f).sum::<u64>();
+            live.md_records.store(sum(|c| c.records), Ordering::Relaxed);
+            live.md_reconnects
+                .store(sum(|c| c.reconnects), Ordering::Relaxed);
+            live.md_ring_drops
+                .store(sum(|c| c.ring_drops), Ordering::Relaxed);
+            wait.reset();
+        } else if stop.load(Ordering::Relaxed) {
+            break;
+        } else {
+            wait.idle();
+        }
+    }
+    counts
+}
+
 fn print_summary(out: &mut impl Write, s: &DemoSummary) {
     let c = &s.orders;
     let _ = writeln!(out, "spinwire demo: {} ({:.1} s)", s.run, s.seconds);
@@ -718,6 +894,21 @@ fn print_summary(out: &mut impl Write, s: &DemoSummary) {
         s.reconnects,
         s.ring_drops
     );
+    if s.sessions.len() > 1 {
+        for x in &s.sessions {
+            let _ = writeln!(
+                out,
+                "    session {} ({}, {}): messages {}  records {}  reconnects {}  ring drops {}",
+                x.session,
+                x.name,
+                if x.quoting { "quoting" } else { "market data" },
+                x.messages,
+                x.records,
+                x.reconnects,
+                x.ring_drops
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "  orders: sent {} accepted {} rejected {} filled {} cancelled {} expired {} resent {} \

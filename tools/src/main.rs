@@ -82,6 +82,10 @@ struct DemoArgs {
     /// No live progress line.
     #[arg(long)]
     quiet: bool,
+    /// Sessions on the one engine thread (1 to 64), each with the demo's channels: session 0
+    /// quotes, the others take market data only; the summary counts each one.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_sessions)]
+    sessions: usize,
 }
 
 #[derive(Args)]
@@ -131,6 +135,18 @@ struct TapArgs {
     /// Exit (0) after S seconds (fractions allowed).
     #[arg(long, value_name = "S", value_parser = parse_seconds)]
     seconds: Option<f64>,
+    /// Run N sessions (1 to 64) with the same channels on one engine thread; every record and
+    /// event carries "session": INDEX (0-based). With --session-name, session I asks for
+    /// session:NAME-I when N > 1 (with --venue).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_sessions, requires = "venue")]
+    sessions: usize,
+}
+
+fn parse_sessions(s: &str) -> Result<usize, String> {
+    let n = s
+        .parse::<usize>()
+        .map_err(|_| format!("`{s}` is not a number of sessions (1 to 64)"))?;
+    spinwire_tools::tap::check_sessions(n)
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -251,6 +267,7 @@ fn main() -> ExitCode {
         Command::Demo(DemoArgs {
             seconds: 10.0,
             rate: 5000,
+            sessions: 1,
             ..DemoArgs::default()
         })
     });
@@ -280,6 +297,7 @@ fn run_demo(a: DemoArgs) -> ExitCode {
         ca_file: a.ca_file,
         quote: a.quote,
         progress: !a.quiet,
+        sessions: a.sessions,
         interrupt: None,
     };
     // Ctrl-C / SIGTERM end the run early, with its summary and report (and the simulator's
@@ -330,6 +348,7 @@ fn run_tap(args: TapArgs) -> ExitCode {
             session_name: args.session_name,
             verbose: args.verbose,
             session,
+            sessions: args.sessions,
         };
         return match spinwire_tools::tap::run_venue(&opts, &mut out, &mut std::io::stderr()) {
             Ok(_) => ExitCode::SUCCESS,

@@ -1,15 +1,19 @@
 //! `spinwire tap --raw URL`: connect with spinwire's engine (transport + WebSocket codec), print
 //! every received message, and exit after a count or a time.
 //!
-//! `spinwire tap --venue deribit --url URL --subscribe CHANNEL...` ([`run_venue`]): run a full
-//! session on its own engine thread ([`Driver`]) and print what it delivers: one JSON object per
-//! market-data record on stdout (`channel`, `instrument`, `kind`, and for books `change_id`,
-//! `prev_change_id`, `snapshot`), session events as JSON lines on stderr (`event`: `connected`,
-//! `authenticated`, `subscribed`, `live`, `disconnected` with `cause`, `reconnecting`, `gap`,
-//! `token_refreshed`, `alert`, `fatal`, ...). The engine thread formats nothing: this thread
-//! pops records and events from the rings, formats and writes them, and runs the alert rules.
-//! Exit 0 after `--count` records or `--seconds`; a fatal error ends the run with a non-zero
-//! status and one `spinwire tap: fatal: ...` line. Secrets and tokens are never written.
+//! `spinwire tap --venue deribit --url URL --subscribe CHANNEL... [--sessions N]`
+//! ([`run_venue`]): run N full sessions (default 1), each subscribed to the same channels, on
+//! one engine thread ([`Engine`]) and print what they deliver: one JSON object per market-data
+//! record on stdout (`session`, `channel`, `instrument`, `kind`, and for books `change_id`,
+//! `prev_change_id`, `snapshot`), session events as JSON lines on stderr (`event`: `start`,
+//! `connected`, `authenticated`, `subscribed`, `live`, `disconnected` with `cause`,
+//! `reconnecting`, `gap`, `token_refreshed`, `alert`, `fatal`, ...). Every record and every
+//! event carries `"session": INDEX` (0-based, also with one session). The engine thread
+//! formats nothing: this thread pops records and events from the rings, formats and writes
+//! them, and runs the alert rules (per session). Exit 0 after `--count` records (all sessions
+//! together) or `--seconds`; a fatal error in any session stops every session and ends the run
+//! with a non-zero status and one `spinwire tap: fatal: session I: ...` line. Secrets and
+//! tokens are never written.
 //!
 //! Output contract: stdout has one line per received data message — text as it came, binary as
 //! standard base64 — and nothing else; stderr has `tap: ...` lines for connection events. A
@@ -213,25 +217,31 @@ fn classify(url: &str, e: ConnError, open: bool) -> TapError {
 
 // ----- venue mode ----------------------------------------------------------------------------
 
-use std::sync::atomic::Ordering;
-
+use spinwire_engine::handoff::{Engine, HandoffError};
 use spinwire_engine::md::{BookAction, BookFlags, InstrumentTable, MdRecord, Side};
 use spinwire_engine::session::alerts::{AlertLimits, AlertRules};
-use spinwire_engine::session::driver::{Driver, DriverConfig, DriverError};
+use spinwire_engine::session::driver::{DriverConfig, DriverError};
 use spinwire_engine::session::{
     AuthMethod, CredentialError, Credentials, EventKind, SessionConfig, SessionEvent,
 };
+
+/// Most sessions `tap --venue` (and `demo`) run on one engine thread.
+pub const MAX_SESSIONS: usize = 64;
+
+/// Records popped from one session's ring before the next session's turn, so that with
+/// several sessions and `--count` every session gets its share of the lines.
+const POP_BATCH: usize = 256;
 
 /// Options of `spinwire tap --venue deribit`.
 #[derive(Debug, Clone)]
 pub struct VenueTapOptions {
     /// `ws://` or `wss://` URL of the venue's WebSocket API.
     pub url: String,
-    /// Channels to subscribe to.
+    /// Channels to subscribe to (the same in every session).
     pub subscribe: Vec<String>,
     /// PEM file with the CA to trust (default: system roots).
     pub ca_file: Option<PathBuf>,
-    /// Exit 0 after this many records.
+    /// Exit 0 after this many records (all sessions together).
     pub count: Option<u64>,
     /// Exit 0 after this long.
     pub seconds: Option<f64>,
@@ -240,24 +250,34 @@ pub struct VenueTapOptions {
     pub credentials_file: Option<PathBuf>,
     /// Send the secret (`client_credentials`) instead of signing (`client_signature`).
     pub client_credentials: bool,
-    /// Ask for a `session:NAME` scope.
+    /// Ask for a `session:NAME` scope (with several sessions, session `i` asks for
+    /// `session:NAME-i`).
     pub session_name: Option<String>,
     /// Log every event (state changes, malformed messages, requests) and final counters.
     pub verbose: bool,
     /// Session settings (timers, backoff); credentials are filled in from the options above.
     pub session: SessionConfig,
+    /// Sessions to run on the one engine thread, each with the same channels
+    /// (`1..=`[`MAX_SESSIONS`]).
+    pub sessions: usize,
 }
 
 /// Why `tap --venue` failed; the text is the one line printed.
 #[derive(Debug, thiserror::Error)]
 pub enum VenueTapError {
+    /// The options are unusable (e.g. `--sessions` out of range).
+    #[error("{0}")]
+    Usage(String),
     /// Credentials could not be loaded.
     #[error("{0}")]
     Credentials(#[from] CredentialError),
-    /// The driver could not start.
+    /// A session's driver could not start, or the engine loop failed.
     #[error("{0}")]
     Driver(#[from] DriverError),
-    /// The session failed for good.
+    /// The engine could not start or stop (other than a driver error).
+    #[error("engine: {0}")]
+    Engine(HandoffError),
+    /// A session failed for good.
     #[error("fatal: {0}")]
     Fatal(String),
     /// The engine thread panicked.
@@ -265,21 +285,52 @@ pub enum VenueTapError {
     Panicked,
 }
 
-/// What a venue tap run delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VenueTapSummary {
-    /// Records printed.
-    pub records: u64,
+impl From<HandoffError> for VenueTapError {
+    fn from(e: HandoffError) -> Self {
+        match e {
+            // The driver's own text (a bad URL, a rejected certificate): the line users know.
+            HandoffError::Driver { source, .. } => VenueTapError::Driver(*source),
+            HandoffError::Panicked => VenueTapError::Panicked,
+            e => VenueTapError::Engine(e),
+        }
+    }
 }
 
-/// Runs `tap --venue deribit`: the session runs on its engine thread; this thread is the
-/// logger/consumer — it pops records and events from the rings, prints records as JSON lines
-/// on `out` and events as JSON lines on `log`, and evaluates the alert rules.
+/// What a venue tap run delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VenueTapSummary {
+    /// Records printed (all sessions).
+    pub records: u64,
+    /// Records printed per session, by session index.
+    pub per_session: Vec<u64>,
+}
+
+/// Checks a `--sessions` value: `1..=`[`MAX_SESSIONS`].
+///
+/// # Errors
+/// A one-line message naming the flag and the range.
+pub fn check_sessions(n: usize) -> Result<usize, String> {
+    if (1..=MAX_SESSIONS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "--sessions must be between 1 and {MAX_SESSIONS}, got {n}"
+        ))
+    }
+}
+
+/// Runs `tap --venue deribit`: `opts.sessions` sessions, each subscribed to the same
+/// channels, run on one engine thread ([`Engine`]); this thread is the logger/consumer — it
+/// pops records and events from every session's rings in turn, prints records as JSON lines
+/// on `out` and events as JSON lines on `log` (each with `"session": INDEX`, 0-based), and
+/// evaluates the alert rules per session. A fatal error in any session stops them all and
+/// ends the run with [`VenueTapError::Fatal`] naming the session.
 pub fn run_venue(
     opts: &VenueTapOptions,
     out: &mut impl Write,
     log: &mut impl Write,
 ) -> Result<VenueTapSummary, VenueTapError> {
+    let n = check_sessions(opts.sessions).map_err(VenueTapError::Usage)?;
     let mut creds = match &opts.credentials_file {
         Some(path) => Some(Credentials::from_file(path)?),
         None => Credentials::from_env()?,
@@ -291,20 +342,35 @@ pub fn run_venue(
         c.session = opts.session_name.clone();
     }
     let authenticated = creds.is_some();
-    let mut session = opts.session.clone();
-    session.credentials = creds;
     let mut dc = DriverConfig::new(opts.url.clone());
     dc.ca_file = opts.ca_file.clone();
-    let mut h = Driver::spawn(dc, session, &opts.subscribe)?;
-    let _ = writeln!(
-        log,
-        "{{\"event\":\"start\",\"url\":{},\"authenticated\":{authenticated},\"channels\":{}}}",
-        json_str(&opts.url),
-        opts.subscribe.len()
-    );
+    let mut builder = Engine::builder().core(None);
+    for i in 0..n {
+        let mut session = opts.session.clone();
+        session.credentials = creds.clone();
+        if n > 1 {
+            // One `session:NAME` scope per connection.
+            if let Some(c) = session.credentials.as_mut() {
+                c.session = c.session.take().map(|name| format!("{name}-{i}"));
+            }
+        }
+        builder = builder.session(format!("deribit-{i}"), dc.clone(), session, &opts.subscribe);
+    }
+    let Engine {
+        mut strategies,
+        control,
+    } = builder.spawn()?;
+    for i in 0..n {
+        let _ = writeln!(
+            log,
+            "{{\"event\":\"start\",\"session\":{i},\"sessions\":{n},\"url\":{},\"authenticated\":{authenticated},\"channels\":{}}}",
+            json_str(&opts.url),
+            opts.subscribe.len()
+        );
+    }
 
-    // The consumer's own instrument table, filled in the same order as the session's (ids
-    // match: both insert the subscribed channels' instruments in order).
+    // The consumer's own instrument table, filled in the same order as each session's (ids
+    // match: every session inserts the same subscribed channels' instruments in order).
     let mut names = InstrumentTable::with_capacity(opts.subscribe.len().max(1))
         .map_err(|e| VenueTapError::Fatal(e.to_string()))?;
     for c in &opts.subscribe {
@@ -341,49 +407,70 @@ pub fn run_venue(
     let deadline = opts
         .seconds
         .map(|s| start + Duration::from_secs_f64(s.max(0.0)));
-    let mut alerts = AlertRules::new(AlertLimits::default());
+    let mut alerts: Vec<AlertRules> = (0..n)
+        .map(|_| AlertRules::new(AlertLimits::default()))
+        .collect();
+    let mut per_session = vec![0u64; n];
     let mut records = 0u64;
     let mut fatal: Option<String> = None;
     let mut stopping = false;
+    let mut write_failed = false;
     let mut line = String::with_capacity(256);
+    let limit = opts.count.unwrap_or(u64::MAX);
     loop {
         let mut idle = true;
-        while let Some(e) = h.events.pop() {
-            idle = false;
-            if let EventKind::Fatal { reason, code } = e.kind {
-                fatal = Some(format!("{reason:?} (error {code})"));
+        for (i, ends) in strategies.iter_mut().enumerate() {
+            while let Some(e) = ends.session_events.pop() {
+                idle = false;
+                if let (EventKind::Fatal { reason, code }, None) = (e.kind, &fatal) {
+                    fatal = Some(format!("session {i}: {reason:?} (error {code})"));
+                }
+                log_event(log, i, &e, opts.verbose);
+                if let Some(a) = alerts[i].observe(&e) {
+                    let _ = writeln!(
+                        log,
+                        "{{\"event\":\"alert\",\"session\":{i},\"level\":\"{}\",\"rule\":\"{}\",\"value\":{},\"limit\":{}}}",
+                        if a.error { "error" } else { "warn" },
+                        a.rule.as_str(),
+                        a.value,
+                        a.limit
+                    );
+                }
             }
-            log_event(log, &e, opts.verbose);
-            if let Some(a) = alerts.observe(&e) {
-                let _ = writeln!(
-                    log,
-                    "{{\"event\":\"alert\",\"level\":\"{}\",\"rule\":\"{}\",\"value\":{},\"limit\":{}}}",
-                    if a.error { "error" } else { "warn" },
-                    a.rule.as_str(),
-                    a.value,
-                    a.limit
+        }
+        // Round robin in batches: with `--count`, no session takes every line.
+        for (i, ends) in strategies.iter_mut().enumerate() {
+            let mut popped = 0;
+            while records < limit && popped < POP_BATCH && !write_failed {
+                let Some(r) = ends.md.pop() else { break };
+                idle = false;
+                popped += 1;
+                line.clear();
+                let inst = names.name(r.instrument()).unwrap_or("?");
+                format_record(
+                    &mut line,
+                    i,
+                    &r,
+                    inst,
+                    book_channel(inst),
+                    trade_channel(inst),
                 );
+                if writeln!(out, "{line}").is_err() {
+                    // A closed stdout (e.g. `| head`) ends the run quietly.
+                    write_failed = true;
+                    break;
+                }
+                records += 1;
+                per_session[i] += 1;
             }
         }
-        let limit = opts.count.unwrap_or(u64::MAX);
-        while records < limit {
-            let Some(r) = h.md.pop() else { break };
-            idle = false;
-            line.clear();
-            let inst = names.name(r.instrument()).unwrap_or("?");
-            format_record(&mut line, &r, inst, book_channel(inst), trade_channel(inst));
-            if writeln!(out, "{line}").is_err() {
-                stopping = true;
-                break;
-            }
-            records += 1;
-        }
-        let done = records >= limit || deadline.is_some_and(|d| Instant::now() >= d);
+        let done =
+            records >= limit || write_failed || deadline.is_some_and(|d| Instant::now() >= d);
         if (done || fatal.is_some()) && !stopping {
             stopping = true;
-            h.stop.store(true, Ordering::Relaxed);
+            control.request_stop();
         }
-        if h.thread.is_finished() {
+        if control.is_finished() {
             break;
         }
         if idle {
@@ -391,30 +478,43 @@ pub fn run_venue(
             std::thread::sleep(Duration::from_millis(1));
         }
     }
-    let joined = h.thread.join().map_err(|_| VenueTapError::Panicked)?;
-    while let Some(e) = h.events.pop() {
-        log_event(log, &e, opts.verbose);
+    let joined = control.shutdown();
+    for (i, ends) in strategies.iter_mut().enumerate() {
+        while let Some(e) = ends.session_events.pop() {
+            if let (EventKind::Fatal { reason, code }, None) = (e.kind, &fatal) {
+                fatal = Some(format!("session {i}: {reason:?} (error {code})"));
+            }
+            log_event(log, i, &e, opts.verbose);
+        }
     }
     let _ = out.flush();
-    let (dstats, sstats) = joined?;
+    let stats = joined?;
     if opts.verbose {
-        let _ = writeln!(
-            log,
-            "{{\"event\":\"stats\",\"records\":{records},\"records_dropped\":{},\"events_dropped\":{},\"messages\":{},\"malformed\":{},\"gaps\":{},\"connections\":{},\"heartbeat_misses\":{},\"tests_answered\":{}}}",
-            dstats.records_dropped,
-            dstats.events_dropped,
-            sstats.messages,
-            sstats.malformed,
-            sstats.gaps,
-            sstats.connections,
-            sstats.heartbeat_misses,
-            sstats.tests_answered
-        );
+        for (i, s) in stats.sessions.iter().enumerate() {
+            let (d, ss) = (&s.driver, &s.session);
+            let _ = writeln!(
+                log,
+                "{{\"event\":\"stats\",\"session\":{i},\"name\":{},\"records\":{},\"records_dropped\":{},\"events_dropped\":{},\"messages\":{},\"malformed\":{},\"gaps\":{},\"connections\":{},\"heartbeat_misses\":{},\"tests_answered\":{}}}",
+                json_str(&s.name),
+                per_session.get(i).copied().unwrap_or(0),
+                d.records_dropped,
+                d.events_dropped,
+                ss.messages,
+                ss.malformed,
+                ss.gaps,
+                ss.connections,
+                ss.heartbeat_misses,
+                ss.tests_answered
+            );
+        }
     }
     if let Some(f) = fatal {
         return Err(VenueTapError::Fatal(f));
     }
-    Ok(VenueTapSummary { records })
+    Ok(VenueTapSummary {
+        records,
+        per_session,
+    })
 }
 
 /// A JSON string literal.
@@ -433,7 +533,14 @@ fn json_str(s: &str) -> String {
     o
 }
 
-fn format_record(line: &mut String, r: &MdRecord, inst: &str, book: &str, trades: &str) {
+fn format_record(
+    line: &mut String,
+    session: usize,
+    r: &MdRecord,
+    inst: &str,
+    book: &str,
+    trades: &str,
+) {
     use std::fmt::Write as _;
     match r {
         MdRecord::Book(b) => {
@@ -448,7 +555,7 @@ fn format_record(line: &mut String, r: &MdRecord, inst: &str, book: &str, trades
             };
             let _ = write!(
                 line,
-                "{{\"channel\":{},\"instrument\":{},\"kind\":\"book\",\"snapshot\":{},\"change_id\":{},\"prev_change_id\":{},\"side\":\"{side}\",\"action\":\"{action}\",\"price\":\"{}\",\"amount\":\"{}\",\"timestamp_ms\":{}}}",
+                "{{\"session\":{session},\"channel\":{},\"instrument\":{},\"kind\":\"book\",\"snapshot\":{},\"change_id\":{},\"prev_change_id\":{},\"side\":\"{side}\",\"action\":\"{action}\",\"price\":\"{}\",\"amount\":\"{}\",\"timestamp_ms\":{}}}",
                 json_str(book),
                 json_str(inst),
                 b.flags.contains(BookFlags::SNAPSHOT),
@@ -462,7 +569,7 @@ fn format_record(line: &mut String, r: &MdRecord, inst: &str, book: &str, trades
         MdRecord::Trade(t) => {
             let _ = write!(
                 line,
-                "{{\"channel\":{},\"instrument\":{},\"kind\":\"trade\",\"trade_seq\":{},\"direction\":\"{}\",\"price\":\"{}\",\"amount\":\"{}\",\"timestamp_ms\":{}}}",
+                "{{\"session\":{session},\"channel\":{},\"instrument\":{},\"kind\":\"trade\",\"trade_seq\":{},\"direction\":\"{}\",\"price\":\"{}\",\"amount\":\"{}\",\"timestamp_ms\":{}}}",
                 json_str(trades),
                 json_str(inst),
                 t.trade_seq,
@@ -476,8 +583,9 @@ fn format_record(line: &mut String, r: &MdRecord, inst: &str, book: &str, trades
 }
 
 /// One JSON line per event. Without `verbose`, state changes are left out.
-fn log_event(log: &mut impl Write, e: &SessionEvent, verbose: bool) {
+fn log_event(log: &mut impl Write, session: usize, e: &SessionEvent, verbose: bool) {
     let t = e.at_ns / 1_000_000;
+    let s = session;
     let _ = match e.kind {
         EventKind::StateChanged { from, to } => {
             if !verbose {
@@ -485,37 +593,37 @@ fn log_event(log: &mut impl Write, e: &SessionEvent, verbose: bool) {
             }
             writeln!(
                 log,
-                "{{\"event\":\"state\",\"t_ms\":{t},\"from\":\"{}\",\"to\":\"{}\"}}",
+                "{{\"event\":\"state\",\"session\":{s},\"t_ms\":{t},\"from\":\"{}\",\"to\":\"{}\"}}",
                 from.as_str(),
                 to.as_str()
             )
         }
         EventKind::Connected { connection } => writeln!(
             log,
-            "{{\"event\":\"connected\",\"t_ms\":{t},\"connection\":{connection}}}"
+            "{{\"event\":\"connected\",\"session\":{s},\"t_ms\":{t},\"connection\":{connection}}}"
         ),
         EventKind::Authenticated {
             expires_in_s,
             resumed,
         } => writeln!(
             log,
-            "{{\"event\":\"authenticated\",\"t_ms\":{t},\"expires_in_s\":{expires_in_s},\"resumed\":{resumed}}}"
+            "{{\"event\":\"authenticated\",\"session\":{s},\"t_ms\":{t},\"expires_in_s\":{expires_in_s},\"resumed\":{resumed}}}"
         ),
         EventKind::TokenRefreshed { expires_in_s } => writeln!(
             log,
-            "{{\"event\":\"token_refreshed\",\"t_ms\":{t},\"expires_in_s\":{expires_in_s}}}"
+            "{{\"event\":\"token_refreshed\",\"session\":{s},\"t_ms\":{t},\"expires_in_s\":{expires_in_s}}}"
         ),
         EventKind::TokenRefreshFailed { code } => writeln!(
             log,
-            "{{\"event\":\"token_refresh_failed\",\"level\":\"warn\",\"t_ms\":{t},\"code\":{code}}}"
+            "{{\"event\":\"token_refresh_failed\",\"session\":{s},\"level\":\"warn\",\"t_ms\":{t},\"code\":{code}}}"
         ),
         EventKind::Subscribed { channels } => writeln!(
             log,
-            "{{\"event\":\"subscribed\",\"t_ms\":{t},\"channels\":{channels}}}"
+            "{{\"event\":\"subscribed\",\"session\":{s},\"t_ms\":{t},\"channels\":{channels}}}"
         ),
         EventKind::Live { downtime_ns } => writeln!(
             log,
-            "{{\"event\":\"live\",\"t_ms\":{t},\"downtime_ms\":{}}}",
+            "{{\"event\":\"live\",\"session\":{s},\"t_ms\":{t},\"downtime_ms\":{}}}",
             downtime_ns / 1_000_000
         ),
         EventKind::Disconnected { cause } => {
@@ -525,18 +633,18 @@ fn log_event(log: &mut impl Write, e: &SessionEvent, verbose: bool) {
             };
             writeln!(
                 log,
-                "{{\"event\":\"disconnected\",\"level\":\"warn\",\"t_ms\":{t},\"cause\":\"{}\",\"close_code\":{code}}}",
+                "{{\"event\":\"disconnected\",\"session\":{s},\"level\":\"warn\",\"t_ms\":{t},\"cause\":\"{}\",\"close_code\":{code}}}",
                 cause.as_str()
             )
         }
         EventKind::Reconnecting { attempt, delay_ns } => writeln!(
             log,
-            "{{\"event\":\"reconnecting\",\"t_ms\":{t},\"attempt\":{attempt},\"delay_ms\":{}}}",
+            "{{\"event\":\"reconnecting\",\"session\":{s},\"t_ms\":{t},\"attempt\":{attempt},\"delay_ms\":{}}}",
             delay_ns / 1_000_000
         ),
         EventKind::HeartbeatMissed => writeln!(
             log,
-            "{{\"event\":\"heartbeat_missed\",\"level\":\"warn\",\"t_ms\":{t}}}"
+            "{{\"event\":\"heartbeat_missed\",\"session\":{s},\"level\":\"warn\",\"t_ms\":{t}}}"
         ),
         EventKind::Gap {
             instrument,
@@ -544,22 +652,22 @@ fn log_event(log: &mut impl Write, e: &SessionEvent, verbose: bool) {
             got_prev,
         } => writeln!(
             log,
-            "{{\"event\":\"gap\",\"level\":\"warn\",\"t_ms\":{t},\"instrument_id\":{},\"expected_prev_change_id\":{expected_prev},\"prev_change_id\":{got_prev}}}",
+            "{{\"event\":\"gap\",\"session\":{s},\"level\":\"warn\",\"t_ms\":{t},\"instrument_id\":{},\"expected_prev_change_id\":{expected_prev},\"prev_change_id\":{got_prev}}}",
             instrument.0
         ),
         EventKind::Resynced { instrument } => writeln!(
             log,
-            "{{\"event\":\"resynced\",\"t_ms\":{t},\"instrument_id\":{}}}",
+            "{{\"event\":\"resynced\",\"session\":{s},\"t_ms\":{t},\"instrument_id\":{}}}",
             instrument.0
         ),
         EventKind::RateLimited { request } => writeln!(
             log,
-            "{{\"event\":\"rate_limited\",\"level\":\"warn\",\"t_ms\":{t},\"request\":\"{}\"}}",
+            "{{\"event\":\"rate_limited\",\"session\":{s},\"level\":\"warn\",\"t_ms\":{t},\"request\":\"{}\"}}",
             request.as_str()
         ),
         EventKind::RequestFailed { request, code } => writeln!(
             log,
-            "{{\"event\":\"request_failed\",\"level\":\"warn\",\"t_ms\":{t},\"request\":\"{}\",\"code\":{code}}}",
+            "{{\"event\":\"request_failed\",\"session\":{s},\"level\":\"warn\",\"t_ms\":{t},\"request\":\"{}\",\"code\":{code}}}",
             request.as_str()
         ),
         EventKind::RecordsDropped {
@@ -567,19 +675,29 @@ fn log_event(log: &mut impl Write, e: &SessionEvent, verbose: bool) {
             records,
         } => writeln!(
             log,
-            "{{\"event\":\"records_dropped\",\"level\":\"warn\",\"t_ms\":{t},\"instrument_id\":{},\"records\":{records}}}",
+            "{{\"event\":\"records_dropped\",\"session\":{s},\"level\":\"warn\",\"t_ms\":{t},\"instrument_id\":{},\"records\":{records}}}",
             instrument.0
         ),
         EventKind::Malformed { error } => {
             writeln!(
                 log,
-                "{{\"event\":\"malformed\",\"level\":\"warn\",\"t_ms\":{t},\"error\":{}}}",
+                "{{\"event\":\"malformed\",\"session\":{s},\"level\":\"warn\",\"t_ms\":{t},\"error\":{}}}",
                 json_str(&error.to_string())
             )
         }
+        EventKind::Control {
+            tag,
+            command,
+            outcome,
+        } => writeln!(
+            log,
+            "{{\"event\":\"control\",\"session\":{s},\"t_ms\":{t},\"tag\":{tag},\"command\":\"{}\",\"outcome\":\"{}\"}}",
+            command.as_str(),
+            outcome.as_str()
+        ),
         EventKind::Fatal { reason, code } => writeln!(
             log,
-            "{{\"event\":\"fatal\",\"level\":\"error\",\"t_ms\":{t},\"reason\":\"{reason:?}\",\"code\":{code}}}"
+            "{{\"event\":\"fatal\",\"session\":{s},\"level\":\"error\",\"t_ms\":{t},\"reason\":\"{reason:?}\",\"code\":{code}}}"
         ),
     };
 }

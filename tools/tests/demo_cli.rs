@@ -120,9 +120,46 @@ fn demo_without_faults_runs_clean() {
     let dir = scratch("clean");
     let (out, v) = demo(&dir, &["--no-faults"]);
     check_common(&dir, &out, &v);
+    assert_eq!(v["sessions"].as_array().map(Vec::len), Some(1), "{v:#}");
+    assert_eq!(
+        v["sessions"][0]["messages"].as_u64(),
+        Some(u(&v, &["messages"])),
+        "{v:#}"
+    );
     assert_eq!(u(&v, &["reconnects"]), 0, "{v:#}");
     assert_eq!(v["faults"].as_array().map(Vec::len), Some(0), "{v:#}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn demo_with_three_sessions_counts_each_and_totals_them() {
+    let dir = scratch("sessions");
+    let (out, v) = demo(&dir, &["--no-faults", "--sessions", "3"]);
+    check_common(&dir, &out, &v);
+    let sessions = v["sessions"].as_array().expect("sessions array");
+    assert_eq!(sessions.len(), 3, "{v:#}");
+    for (i, s) in sessions.iter().enumerate() {
+        assert_eq!(u(s, &["session"]), i as u64, "{v:#}");
+        assert!(u(s, &["messages"]) > 0, "session {i}: {v:#}");
+        assert!(u(s, &["records"]) > 0, "session {i}: {v:#}");
+        assert_eq!(s["quoting"], i == 0, "{v:#}");
+    }
+    for k in ["messages", "records", "reconnects", "ring_drops"] {
+        let sum: u64 = sessions.iter().map(|s| u(s, &[k])).sum();
+        assert_eq!(u(&v, &[k]), sum, "{k} is not the total: {v:#}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn demo_refuses_a_sessions_count_outside_1_to_64() {
+    let out = Command::new(env!("CARGO_BIN_EXE_spinwire"))
+        .args(["demo", "--sessions", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--sessions"), "{stderr}");
 }
 
 #[test]

@@ -86,6 +86,9 @@ fn records_are_printed_as_json_with_channel_instrument_and_change_ids_then_exit_
     assert_eq!(recs.len(), 200);
     let books: Vec<&Value> = recs.iter().filter(|r| r["kind"] == "book").collect();
     assert!(!books.is_empty());
+    for r in &recs {
+        assert_eq!(r["session"], 0, "one session is session 0: {r}");
+    }
     for b in &books {
         assert_eq!(b["channel"], "book.BTC-PERPETUAL.raw");
         assert_eq!(b["instrument"], "BTC-PERPETUAL");
@@ -95,7 +98,84 @@ fn records_are_printed_as_json_with_channel_instrument_and_change_ids_then_exit_
     for e in ["connected", "authenticated", "subscribed", "live"] {
         assert!(ev.iter().any(|x| x == e), "{e} missing: {ev:?}");
     }
+    for e in lines(&out.stderr) {
+        assert_eq!(e["session"], 0, "one session is session 0: {e}");
+    }
     sim.shutdown();
+}
+
+#[test]
+fn three_sessions_on_one_engine_thread_print_records_and_events_with_their_index() {
+    let sim = sim(|_| {});
+    let out = tap(&sim, SECRET, &["--sessions", "3", "--seconds", "1.5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let recs = lines(&out.stdout);
+    let mut per_session = [0usize; 3];
+    // Book records chain from each snapshot on, in every session on its own.
+    let mut last: [Option<u64>; 3] = [None; 3];
+    for r in &recs {
+        let i = r["session"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("record without a session index: {r}"))
+            as usize;
+        assert!(i < 3, "session index out of range: {r}");
+        per_session[i] += 1;
+        assert_eq!(r["instrument"], "BTC-PERPETUAL", "{r}");
+        if r["kind"] != "book" {
+            continue;
+        }
+        let (id, prev) = (r["change_id"].as_u64(), r["prev_change_id"].as_u64());
+        if r["snapshot"] == true {
+            last[i] = id;
+        } else if Some(id.unwrap()) != last[i] {
+            assert_eq!(prev, last[i], "session {i}: chain broken at {r}");
+            last[i] = id;
+        }
+    }
+    for (i, n) in per_session.iter().enumerate() {
+        assert!(*n > 0, "no record from session {i}: {per_session:?}");
+    }
+    let evs = lines(&out.stderr);
+    assert!(!evs.is_empty(), "{}", stderr(&out));
+    for e in &evs {
+        let i = e["session"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("event without a session index: {e}"));
+        assert!(i < 3, "session index out of range: {e}");
+    }
+    for i in 0..3u64 {
+        for kind in ["start", "connected", "authenticated", "subscribed", "live"] {
+            assert!(
+                evs.iter().any(|e| e["session"] == i && e["event"] == kind),
+                "session {i}: no {kind} event:\n{}",
+                stderr(&out)
+            );
+        }
+    }
+    sim.shutdown();
+}
+
+#[test]
+fn a_sessions_count_outside_1_to_64_is_refused_with_a_clear_error() {
+    for n in ["0", "65", "many"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_spinwire"))
+            .args([
+                "tap",
+                "--venue",
+                "deribit",
+                "--url",
+                "ws://127.0.0.1:9/ws/api/v2",
+            ])
+            .args(["--subscribe", "book.BTC-PERPETUAL.raw", "--sessions", n])
+            .output()
+            .expect("run spinwire");
+        assert!(!out.status.success(), "--sessions {n} was accepted");
+        let log = stderr(&out);
+        assert!(
+            log.contains("--sessions") && log.contains("1") && log.contains("64"),
+            "--sessions {n}: {log}"
+        );
+    }
 }
 
 #[test]

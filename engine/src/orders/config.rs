@@ -56,6 +56,10 @@ pub struct OrdersConfig {
     /// derived from the journal's floor when there is a journal, else from the clock by the
     /// driver ([`super::journal::mint_base`]); a sans-IO session without either starts at 1.
     pub label_base: u64,
+    /// The id counter to mint from, shared with the other sessions of the same engine (the
+    /// engine loop sets it: [`IdMint`](super::ids::IdMint)); `None`: a counter of the
+    /// session's own, from `label_base`.
+    pub mint: Option<super::ids::IdMint>,
     /// How long after an order was sent a venue's "no order with this label" is believed. A
     /// connection that died may still have delivered the order, and a busy venue may execute it
     /// later: an order not found sooner is queried again at `sent + resend_grace` (the session
@@ -82,6 +86,7 @@ impl Default for OrdersConfig {
             queue: 256,
             journal: None,
             label_base: 0,
+            mint: None,
             resend_grace: std::time::Duration::from_secs(2),
         }
     }

@@ -63,6 +63,7 @@
 //! request table, event queue); the steady order path allocates nothing.
 
 mod config;
+pub mod ids;
 mod index;
 pub mod journal;
 mod rate;

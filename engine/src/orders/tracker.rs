@@ -288,7 +288,8 @@ pub(crate) struct OrderTracker {
     qbucket: TokenBucket,
     /// Wake-up for the rate limit or a queued order's time-to-live, ns.
     wake_at: Option<u64>,
-    next_id: u64,
+    /// The engine's id counter (shared by its sessions).
+    mint: super::ids::IdMint,
     /// Events not yet taken, each with the sequence number of the journal record that caused
     /// it (the last record appended when it was emitted; 0 without a journal). Invariant: the
     /// numbers never decrease from front to back, and every record that caused an event
@@ -361,7 +362,14 @@ impl OrderTracker {
             bucket: TokenBucket::new(cfg.rate),
             qbucket: TokenBucket::new(cfg.query_rate),
             wake_at: None,
-            next_id: base.max(1),
+            mint: {
+                let m = cfg
+                    .mint
+                    .clone()
+                    .unwrap_or_else(|| super::ids::IdMint::new(1));
+                m.raise_to(base.max(1));
+                m
+            },
             events: VecDeque::with_capacity(
                 4 * max + 64 + recovery.map_or(0, |r| r.replay().len()),
             ),
@@ -444,7 +452,7 @@ impl OrderTracker {
             self.slots[i] = sl;
             self.by_id.insert(ro.id.0, s);
             self.by_tag.insert(ro.tag, s);
-            self.next_id = self.next_id.max(ro.id.0 + 1);
+            self.mint.raise_to(ro.id.0 + 1);
             let ending = match ro.state {
                 RecoveredState::Rejected => Some((
                     OrderEventKind::Rejected {
@@ -738,8 +746,8 @@ impl OrderTracker {
             self.refuse(now, o.tag, ClientOrderId(0), r);
             return;
         }
-        let id = ClientOrderId(self.next_id);
         let Some(s) = self.free.pop() else { return };
+        let id = ClientOrderId(self.mint.peek());
         let slot = &mut self.slots[s as usize];
         *slot = Slot::FREE;
         slot.phase = Phase::Pending;
@@ -761,7 +769,9 @@ impl OrderTracker {
             );
             return;
         }
-        self.next_id += 1;
+        // Taken only once the intent is journaled (another session may mint in between
+        // turns, never within this call: one engine thread).
+        let _ = self.mint.next();
         self.by_id.insert(id.0, s);
         self.by_tag.insert(o.tag, s);
         self.enqueue(s, false);

@@ -303,7 +303,7 @@ impl<S> Reactor<S> {
     /// draining contract in the [module docs](self).
     pub fn turn(
         &mut self,
-        mut handler: impl FnMut(Token, &mut S, &Event, &Registry),
+        handler: impl FnMut(Token, &mut S, &Event, &Registry),
     ) -> io::Result<usize> {
         let timeout = match self.mode {
             PollMode::BusySpin | PollMode::SpinYield => Some(Duration::ZERO),
@@ -316,6 +316,31 @@ impl<S> Reactor<S> {
             }
             PollMode::Blocking(timeout) => timeout,
         };
+        let dispatched = self.poll(timeout, handler)?;
+        if self.events.is_empty() {
+            self.idle_polls = self.idle_polls.saturating_add(1);
+            if self.mode == PollMode::SpinYield {
+                std::thread::yield_now();
+            }
+        } else {
+            self.idle_polls = 0;
+        }
+        Ok(dispatched)
+    }
+
+    /// Polls once with `timeout` (`None`: until an event; mio rounds a non-zero timeout up to
+    /// whole milliseconds) — one `epoll_wait` — and calls `handler` for every event whose token
+    /// names an occupied slot, as [`turn`](Reactor::turn) does, ignoring the [`PollMode`]: for a
+    /// caller that decides the wait itself (the engine loop waits until its sessions' earliest
+    /// deadline). Returns how many events were dispatched.
+    ///
+    /// # Errors
+    /// What `epoll_wait` reports, except `EINTR` (a turn with no events).
+    pub fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        mut handler: impl FnMut(Token, &mut S, &Event, &Registry),
+    ) -> io::Result<usize> {
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => self.events.clear(),
@@ -341,15 +366,6 @@ impl<S> Reactor<S> {
                 }
                 _ => self.stale_events += 1,
             }
-        }
-
-        if self.events.is_empty() {
-            self.idle_polls = self.idle_polls.saturating_add(1);
-            if self.mode == PollMode::SpinYield {
-                std::thread::yield_now();
-            }
-        } else {
-            self.idle_polls = 0;
         }
         Ok(dispatched)
     }

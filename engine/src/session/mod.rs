@@ -71,6 +71,7 @@ pub mod alerts;
 mod backoff;
 mod credentials;
 pub mod driver;
+pub(crate) mod runner;
 mod timer;
 
 use std::collections::VecDeque;
@@ -390,6 +391,15 @@ pub enum EventKind {
         /// Why.
         error: DecodeError,
     },
+    /// A control command from the strategy was taken (see [`crate::event_loop::control`]).
+    Control {
+        /// The command's tag, as the strategy set it.
+        tag: u32,
+        /// What was asked.
+        command: crate::event_loop::control::ControlKind,
+        /// How it ended.
+        outcome: crate::event_loop::control::ControlOutcome,
+    },
     /// A fatal error: the session is `Failed` and will not reconnect.
     Fatal {
         /// Why.
@@ -514,6 +524,9 @@ pub enum SessionError {
     /// The channel is not subscribed.
     #[error("channel is not subscribed")]
     NotSubscribed,
+    /// The channel is not a book channel (only books are resynced).
+    #[error("channel is not a book")]
+    NotABook,
     /// The instrument table is full or the name is invalid.
     #[error("instrument: {0}")]
     Instrument(#[from] TableError),
@@ -1040,6 +1053,51 @@ impl Session {
                 self.subs_dirty = true;
             }
         }
+    }
+
+    /// Resynchronises the book of a subscribed book `channel` on request (a strategy's
+    /// [`Control::Resync`](crate::event_loop::control::Control::Resync)): marks it stale and
+    /// resubscribes it for a fresh snapshot ([`EventKind::Resynced`] once it is in).
+    ///
+    /// # Errors
+    /// [`SessionError::NotSubscribed`], [`SessionError::NotABook`].
+    pub fn resync(&mut self, now: u64, channel: &str) -> Result<(), SessionError> {
+        let _ = now;
+        let sub = self
+            .subs
+            .iter_mut()
+            .flatten()
+            .find(|s| s.wanted && s.name == channel)
+            .ok_or(SessionError::NotSubscribed)?;
+        if sub.book.is_none() {
+            return Err(SessionError::NotABook);
+        }
+        if !sub.stale {
+            sub.synced = false;
+            sub.stale = true;
+            sub.send_unsub = sub.subscribed;
+            sub.send_sub = true;
+            self.subs_dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Reports how a strategy's control command ended, as an [`EventKind::Control`] event.
+    pub fn report_control(
+        &mut self,
+        now: u64,
+        tag: u32,
+        command: crate::event_loop::control::ControlKind,
+        outcome: crate::event_loop::control::ControlOutcome,
+    ) {
+        self.push_event(
+            now,
+            EventKind::Control {
+                tag,
+                command,
+                outcome,
+            },
+        );
     }
 
     /// Graceful stop: `private/logout` when authenticated, then close; no reconnect. The

@@ -54,6 +54,7 @@ pub fn config() -> SessionConfig {
             queue: 32,
             journal: None,
             label_base: BASE,
+            mint: None,
             // Believe the first "not found" (the grace has its own test).
             resend_grace: Duration::ZERO,
         },
