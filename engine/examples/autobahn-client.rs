@@ -105,6 +105,7 @@ fn run_connection(opts: &Options, path: &str, echo: bool) -> Result<Outcome, Str
             ..TransportOptions::default()
         },
         send_buffer_size: MAX_MESSAGE + 14,
+        ..ConnectionConfig::default()
     };
     let request = HandshakeRequest::new(&opts.base.host, opts.base.port, path);
     let mode = if opts.busy {

@@ -27,6 +27,16 @@
 //! nor zeroes them, which on a small machine took longer than the TCP connect itself. The
 //! session driver reconnects this way.
 //!
+//! # Kernel socket options
+//!
+//! [`ConnectionConfig::busy_poll_us`], [`ConnectionConfig::recv_buffer`] and
+//! [`ConnectionConfig::send_buffer`] (`SO_BUSY_POLL`, `SO_RCVBUF`, `SO_SNDBUF`; all `None` by
+//! default: the kernel's defaults) are set on the TCP socket of every connect and reconnect,
+//! before the TCP connect is issued ([`Transport::connect_with`]). A refused value fails
+//! [`WsConnection::connect`] / [`WsConnection::reconnect`] with
+//! [`TransportError::Socket`] naming the option, the value and the OS reason;
+//! [`WsConnection::applied_socket_options`] tells what the kernel really set.
+//!
 //! # Time
 //!
 //! Like the layers below, a connection reads no clock: connect and close timeouts belong to the
@@ -37,8 +47,8 @@ use std::net::SocketAddr;
 use mio::{Registry, Token};
 
 use crate::transport::{
-    resolve, CloseStatus, Flush, Handshake, ReadStatus, Security, TlsConfig, TlsConfigError,
-    Transport, TransportError, TransportOptions,
+    resolve, AppliedSocketOptions, CloseStatus, Flush, Handshake, ReadStatus, Security,
+    SocketOptions, TlsConfig, TlsConfigError, Transport, TransportError, TransportOptions,
 };
 use crate::ws::frame::MAX_CONTROL_PAYLOAD;
 use crate::ws::{
@@ -46,7 +56,16 @@ use crate::ws::{
     HandshakeError, HandshakeRequest, HandshakeStatus, Message, OpCode, ProtocolError, Sender,
 };
 
-/// Buffer sizes of a [`WsConnection`].
+/// Buffer sizes of a [`WsConnection`], and the kernel options of its TCP socket.
+///
+/// The three kernel options (`busy_poll_us`, `recv_buffer`, `send_buffer`) are `None` by
+/// default, which leaves the kernel's defaults (and buffer auto-tuning) alone. When set, they
+/// are applied to the socket of every [`WsConnection::connect`] and
+/// [`WsConnection::reconnect`] before the TCP connect is issued; a value the kernel refuses
+/// fails that call with [`TransportError::Socket`] (option, value and OS reason), never
+/// silently. The kernel may store a buffer size other than the one asked (it doubles it and
+/// caps it at `net.core.rmem_max` / `wmem_max`): that is not an error, and
+/// [`WsConnection::applied_socket_options`] returns what it really set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionConfig {
     /// WebSocket limits and the read buffer's size.
@@ -54,17 +73,54 @@ pub struct ConnectionConfig {
     /// The transport's buffers.
     pub transport: TransportOptions,
     /// The send buffer frames are encoded into before the transport takes them. One frame must
-    /// fit whole: a message larger than this minus 14 bytes of header cannot be sent.
+    /// fit whole: a message larger than this minus 14 bytes of header cannot be sent. (A
+    /// user-space buffer; the kernel's is [`send_buffer`](Self::send_buffer).)
     pub send_buffer_size: usize,
+    /// `SO_BUSY_POLL` for the socket, in microseconds: a read on it busy-polls the network
+    /// device's receive queue (up to this long when the read blocks) instead of waiting for the
+    /// interrupt, trading CPU for receive latency (see [`sys::set_busy_poll`] and socket(7)).
+    /// Only NIC queues with NAPI support it; loopback ignores it. Older kernels refuse to raise
+    /// it without `CAP_NET_ADMIN`; values above `i32::MAX` are refused.
+    /// `None` (default): the kernel default, `net.core.busy_read`.
+    ///
+    /// [`sys::set_busy_poll`]: crate::sys::set_busy_poll
+    pub busy_poll_us: Option<u32>,
+    /// `SO_RCVBUF` for the socket, in bytes: how much the server may send before we read. Set
+    /// before the connect, so the window scale advertised in the SYN follows it (a small value
+    /// caps the TCP window for the connection's life). Turns receive-buffer auto-tuning off for
+    /// the socket; the kernel doubles the value and caps it at `net.core.rmem_max`.
+    /// `None` (default): the kernel default (`net.ipv4.tcp_rmem`) with auto-tuning.
+    pub recv_buffer: Option<usize>,
+    /// `SO_SNDBUF` for the socket, in bytes: how much unacknowledged data the kernel keeps
+    /// before writes stop (then frames wait in the transport's queue and
+    /// [`send_buffer_size`](Self::send_buffer_size)). Turns send-buffer auto-tuning off for the
+    /// socket; the kernel doubles the value and caps it at `net.core.wmem_max`.
+    /// `None` (default): the kernel default (`net.ipv4.tcp_wmem`) with auto-tuning.
+    pub send_buffer: Option<usize>,
 }
 
 impl Default for ConnectionConfig {
-    /// [`Config::default`] limits, default transport buffers, a 256 KiB send buffer.
+    /// [`Config::default`] limits, default transport buffers, a 256 KiB send buffer, the
+    /// kernel's default socket options.
     fn default() -> Self {
         Self {
             ws: Config::default(),
             transport: TransportOptions::default(),
             send_buffer_size: 256 * 1024,
+            busy_poll_us: None,
+            recv_buffer: None,
+            send_buffer: None,
+        }
+    }
+}
+
+impl ConnectionConfig {
+    /// The kernel options for the transport's socket.
+    fn socket_options(&self) -> SocketOptions {
+        SocketOptions {
+            busy_poll_us: self.busy_poll_us,
+            recv_buffer: self.recv_buffer,
+            send_buffer: self.send_buffer,
         }
     }
 }
@@ -122,6 +178,8 @@ pub enum Event<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
     /// TCP or TLS failed (refused, reset, certificate rejected, truncated...): see the source.
+    /// [`TransportError::Socket`] is a refused socket option (TCP_NODELAY or one of the kernel
+    /// options in [`ConnectionConfig`]): a configuration problem, which a reconnect repeats.
     #[error(transparent)]
     Transport(#[from] TransportError),
     /// The HTTP upgrade was refused or malformed: see the source (status code, bad accept key...).
@@ -330,6 +388,16 @@ impl WsConnection {
     /// [`transport::resolve`](crate::transport::resolve), which must run off the engine thread)
     /// and queues the upgrade `request`. Returns at once; register the connection and call
     /// [`drive`](Self::drive) on its events.
+    ///
+    /// The kernel options of `config` (`busy_poll_us`, `recv_buffer`, `send_buffer`) are set on
+    /// the socket before the TCP connect is issued (and again on each
+    /// [`reconnect`](Self::reconnect)); see [`ConnectionConfig`].
+    ///
+    /// # Errors
+    /// [`ConnError::Config`] for unusable WebSocket limits; [`ConnError::Handshake`] for an
+    /// upgrade request that cannot be sent; [`ConnError::Transport`] when the socket cannot be
+    /// created or connected, or an option is refused ([`TransportError::Socket`]: option, value
+    /// asked, OS reason; no connect was issued).
     pub fn connect(
         addr: SocketAddr,
         security: Security<'_>,
@@ -340,7 +408,8 @@ impl WsConnection {
         let mut send = SendBuf::new(config.send_buffer_size.max(MIN_SEND_BUFFER));
         let (handshake, n) = ClientHandshake::start(request, send.spare())?;
         send.end = n;
-        let transport = Transport::connect(addr, security, config.transport)?;
+        let transport =
+            Transport::connect_with(addr, security, config.transport, config.socket_options())?;
         Ok(Self {
             transport,
             handshake,
@@ -353,7 +422,7 @@ impl WsConnection {
     }
 
     /// Starts a new connection in place of this one, like [`connect`](Self::connect) with the
-    /// configuration this connection was made with, but keeping the WebSocket read and
+    /// configuration this connection was made with (kernel socket options included), but keeping the WebSocket read and
     /// reassembly buffers and the send buffer (about 5 MiB with the default [`Config`]) and the
     /// transport's queues ([`Transport::reconnect`]), so a reconnect neither allocates nor zeroes
     /// them again: it allocates only rustls' handshake state. The old connection, if still open, is
@@ -402,6 +471,14 @@ impl WsConnection {
     /// The transport, for its accessors (peer address, TLS version...).
     pub fn transport(&self) -> &Transport {
         &self.transport
+    }
+
+    /// What the kernel set for the socket options of the [`ConnectionConfig`]
+    /// (`busy_poll_us`, `recv_buffer`, `send_buffer`) on the current socket, read back right
+    /// after setting them; `None` for an option left at the kernel default. Buffer sizes are as
+    /// the kernel accounts them (doubled, capped at `net.core.rmem_max` / `wmem_max`).
+    pub fn applied_socket_options(&self) -> AppliedSocketOptions {
+        self.transport.applied_socket_options()
     }
 
     /// The server's close frame, once one arrived: its code and reason.

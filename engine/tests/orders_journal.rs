@@ -1060,3 +1060,36 @@ fn a_journal_can_move_to_the_engine_thread() {
     assert_eq!(h.join().unwrap(), 1);
     assert_eq!(Journal::inspect(&dir.journal()).unwrap().records_read(), 1);
 }
+
+#[test]
+fn a_journal_keeps_its_engine_instance_and_refuses_another() {
+    let dir = TempDir::new("instance");
+    // A journal of an engine with no instance: adopted by instance 3 (its header now says 3).
+    let path = journal_with_pairs(&dir, 2);
+    let with = |instance: Option<u8>| {
+        let mut c = config(&path, 256, FlushPolicy::Never);
+        c.instance = instance;
+        c
+    };
+    let (j, r) = Journal::open(with(Some(3))).expect("an unmarked journal is adopted");
+    assert_eq!(r.orders().len(), 2);
+    drop(j);
+    let before = fs::read(&path).unwrap();
+    for other in [Some(4), None] {
+        let e = Journal::open(with(other)).unwrap_err();
+        assert!(matches!(e, JournalError::Instance { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("written by engine instance 3")
+                && text.contains(&path.display().to_string()),
+            "{text}"
+        );
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            before,
+            "a refused journal is left alone"
+        );
+    }
+    let (_j, r) = Journal::open(with(Some(3))).expect("its own instance opens it");
+    assert_eq!(r.orders().len(), 2, "nothing lost");
+}

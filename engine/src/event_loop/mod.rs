@@ -195,6 +195,9 @@ impl EventLoop {
             self.mint.raise_to(base);
         }
         session.orders.mint = Some(self.mint.clone());
+        if let Some(j) = &mut session.orders.journal {
+            j.instance = self.instance;
+        }
         let mut session = Session::new(session)?;
         let now = self.clock.now_ns();
         session.set_unix_time(now, (self.clock.wall_at_epoch_ns() + now) / 1_000_000);

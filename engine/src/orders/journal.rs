@@ -150,6 +150,11 @@ pub struct JournalConfig {
     pub capacity: usize,
     /// When to force records to disk.
     pub flush: FlushPolicy,
+    /// The engine instance that owns this journal ([`crate::orders::ids`]), kept in its
+    /// header: a journal written under one instance is refused by an engine configured with
+    /// another (or none), so two processes never take each other's orders. The engine loop
+    /// sets it from its own configuration.
+    pub instance: Option<u8>,
 }
 
 impl JournalConfig {
@@ -167,6 +172,7 @@ impl JournalConfig {
             path: path.into(),
             capacity: Self::DEFAULT_CAPACITY,
             flush: Self::DEFAULT_FLUSH,
+            instance: None,
         }
     }
 }
@@ -227,9 +233,25 @@ pub enum JournalError {
         /// The configured capacity.
         capacity: u64,
     },
+    /// The journal holds the orders of another engine instance than the one configured: run
+    /// it with that instance, or give this engine its own journal.
+    #[error("journal {}: written by engine instance {}, but this engine is instance {} (give each instance its own journal)", path.display(), show_instance(*journal), show_instance(*configured))]
+    Instance {
+        /// The file.
+        path: PathBuf,
+        /// The instance in its header.
+        journal: Option<u8>,
+        /// The instance configured.
+        configured: Option<u8>,
+    },
     /// The configuration is unusable.
     #[error("journal configuration: {0}")]
     BadConfig(&'static str),
+}
+
+/// An instance number for messages (`none` when unset).
+fn show_instance(i: Option<u8>) -> String {
+    i.map_or_else(|| "none".to_owned(), |i| i.to_string())
 }
 
 /// The journal takes no more records: its capacity is used up, or a flush failed
@@ -442,6 +464,15 @@ impl Journal {
         };
         let (mut recovery, fold, header) = if existed {
             let (recovery, fold, summary) = read(&path)?;
+            if let Some(journal) = summary.header.instance {
+                if config.instance != Some(journal) {
+                    return Err(JournalError::Instance {
+                        path,
+                        journal: Some(journal),
+                        configured: config.instance,
+                    });
+                }
+            }
             (recovery, Some(fold), Some(summary.header))
         } else {
             let recovery = Recovery {
@@ -512,6 +543,7 @@ impl Journal {
             id_floor: recovery.next_id_floor,
             generation: header.map_or(0, |h| h.generation + 1),
             flags: Header::FLAG_CONSUMED,
+            instance: config.instance,
         };
         let tmp = with_suffix(&path, ".compact");
         let file = match write_fresh(&tmp, &header, &carried, file_len) {

@@ -793,6 +793,12 @@ impl Session {
     /// rate limit. Refusals, and everything that happens to the order after, come out of
     /// [`Session::poll_order_event`]. Allocates nothing.
     pub fn handle_order(&mut self, now: u64, request: OrderRequest) {
+        self.handle_order_inner(now, request);
+        self.sync_order_timer();
+    }
+
+    /// See the public method of the same name without `_inner`.
+    fn handle_order_inner(&mut self, now: u64, request: OrderRequest) {
         if self.state == SessionState::Failed {
             self.orders.fail(now);
         }
@@ -836,6 +842,13 @@ impl Session {
     /// # Errors
     /// [`SessionError::AlreadyStarted`] outside `Disconnected`.
     pub fn connect(&mut self, now: u64) -> Result<(), SessionError> {
+        let r = self.connect_inner(now);
+        self.sync_order_timer();
+        r
+    }
+
+    /// See the public method of the same name without `_inner`.
+    fn connect_inner(&mut self, now: u64) -> Result<(), SessionError> {
         if self.state != SessionState::Disconnected {
             return Err(SessionError::AlreadyStarted(self.state));
         }
@@ -864,6 +877,12 @@ impl Session {
 
     /// The WebSocket is open: authenticate (or subscribe, without credentials).
     pub fn handle_connected(&mut self, now: u64) {
+        self.handle_connected_inner(now);
+        self.sync_order_timer();
+    }
+
+    /// See the public method of the same name without `_inner`.
+    fn handle_connected_inner(&mut self, now: u64) {
         if !self.state.is_opening() {
             return;
         }
@@ -903,6 +922,12 @@ impl Session {
     /// A text message arrived. Market-data records (book rows, trades) are passed to `sink`,
     /// one call per message, in message order; stale books are never passed.
     pub fn handle_text<F: FnMut(&[MdRecord])>(&mut self, now: u64, text: &str, sink: &mut F) {
+        self.handle_text_inner(now, text, sink);
+        self.sync_order_timer();
+    }
+
+    /// See the public method of the same name without `_inner`.
+    fn handle_text_inner<F: FnMut(&[MdRecord])>(&mut self, now: u64, text: &str, sink: &mut F) {
         self.last_rx = now;
         self.stats.messages += 1;
         if !self.state.is_open() {
@@ -935,6 +960,12 @@ impl Session {
     /// The connection ended (the peer closed it, or it failed). Ignored unless a connection
     /// was current (not after [`Action::Close`]).
     pub fn handle_disconnected(&mut self, now: u64, cause: DisconnectCause) {
+        self.handle_disconnected_inner(now, cause);
+        self.sync_order_timer();
+    }
+
+    /// See the public method of the same name without `_inner`.
+    fn handle_disconnected_inner(&mut self, now: u64, cause: DisconnectCause) {
         match self.state {
             SessionState::Disconnected | SessionState::Backoff | SessionState::Failed => {}
             SessionState::Draining => {
@@ -956,6 +987,12 @@ impl Session {
 
     /// Runs every timer due at `now`. Call when [`Session::poll_timeout`] has passed.
     pub fn handle_timeout(&mut self, now: u64) {
+        self.handle_timeout_inner(now);
+        self.sync_order_timer();
+    }
+
+    /// See the public method of the same name without `_inner`.
+    fn handle_timeout_inner(&mut self, now: u64) {
         while let Some(t) = self.timers.expired(now) {
             self.on_timer(now, t);
         }
@@ -1103,6 +1140,12 @@ impl Session {
     /// Graceful stop: `private/logout` when authenticated, then close; no reconnect. The
     /// session ends in `Disconnected`.
     pub fn logout(&mut self, now: u64) {
+        self.logout_inner(now);
+        self.sync_order_timer();
+    }
+
+    /// See the public method of the same name without `_inner`.
+    fn logout_inner(&mut self, now: u64) {
         match self.state {
             SessionState::Disconnected | SessionState::Failed | SessionState::Draining => {}
             SessionState::Backoff => {
@@ -1145,9 +1188,22 @@ impl Session {
 
     /// The earliest timer deadline, ns: call [`Session::handle_timeout`] once it has passed.
     pub fn poll_timeout(&self) -> Option<u64> {
-        match (self.timers.next_timeout(), self.orders.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        // The order tracker's wake-up is mirrored into the table as `Timer::Orders` at the end
+        // of every call that can move it (`sync_order_timer`): one source of deadlines.
+        debug_assert_eq!(
+            self.timers.get(Timer::Orders),
+            self.orders.poll_timeout(),
+            "the order timer is out of step with the tracker"
+        );
+        self.timers.next_timeout()
+    }
+
+    /// Mirrors the order tracker's next wake-up into the timer table ([`Timer::Orders`]).
+    #[inline]
+    fn sync_order_timer(&mut self) {
+        match self.orders.poll_timeout() {
+            Some(at) => self.timers.set(Timer::Orders, at),
+            None => self.timers.stop(Timer::Orders),
         }
     }
 
@@ -1155,6 +1211,13 @@ impl Session {
     /// there is nothing to send. Answers to `test_request` come first. Lend at least 4 KiB: a
     /// request that does not fit is dropped with [`EventKind::RequestFailed`] (code 0).
     pub fn poll_transmit(&mut self, now: u64, buf: &mut [u8]) -> Option<usize> {
+        let r = self.poll_transmit_inner(now, buf);
+        self.sync_order_timer();
+        r
+    }
+
+    /// See the public method of the same name without `_inner`.
+    fn poll_transmit_inner(&mut self, now: u64, buf: &mut [u8]) -> Option<usize> {
         if !self.state.is_open() {
             return None;
         }
@@ -1724,6 +1787,8 @@ impl Session {
                     self.set_state(now, SessionState::Disconnected);
                 }
             }
+            // The tracker's own timeout runs after every expired timer (`handle_timeout`).
+            Timer::Orders => {}
             Timer::Rotate => {
                 if self.state.is_open() && self.state != SessionState::Draining {
                     self.actions

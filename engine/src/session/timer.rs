@@ -23,11 +23,15 @@ pub enum Timer {
     Drain,
     /// Connection rotation: replace the connection after it has been open this long.
     Rotate,
+    /// The order tracker's next wake-up (a rate-limit token, a time-to-live, a resend grace,
+    /// a recheck): mirrored here after every call into the session, so that the session's
+    /// deadlines have one source.
+    Orders,
 }
 
 impl Timer {
     /// Number of timers.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     /// Every timer, in the order [`TimerTable::expired`] reports them.
     pub const ALL: [Timer; Timer::COUNT] = [
         Timer::Connect,
@@ -40,6 +44,7 @@ impl Timer {
         Timer::Retry,
         Timer::Drain,
         Timer::Rotate,
+        Timer::Orders,
     ];
 
     /// The timer's slot in the table.

@@ -88,7 +88,12 @@ pub enum TransportError {
         /// The name given.
         host: String,
     },
-    /// Setting a socket option (TCP_NODELAY) on the new socket failed.
+    /// Setting a socket option on the new socket failed: TCP_NODELAY, or one of the configured
+    /// [`SocketOptions`](super::SocketOptions) (`SO_RCVBUF`, `SO_SNDBUF`, `SO_BUSY_POLL`).
+    /// `source` names the option, the value asked for and the OS reason (with advice where
+    /// there is a usual cause, e.g. a missing capability). No connect was issued. Not
+    /// transient: retrying fails the same way, so fix the configuration (or grant what the
+    /// error names) instead of reconnecting.
     #[error("configuring the socket for {addr} failed: {source}")]
     Socket {
         /// The address being connected to.

@@ -109,7 +109,8 @@ mod tls;
 
 pub use error::{TlsConfigError, TransportError};
 pub use stream::{
-    CloseStatus, Flush, Handshake, Phase, ReadStatus, Security, Transport, TransportOptions,
+    AppliedSocketOptions, CloseStatus, Flush, Handshake, Phase, ReadStatus, Security,
+    SocketOptions, Transport, TransportOptions,
 };
 pub use tls::{TlsConfig, TlsConfigBuilder};
 

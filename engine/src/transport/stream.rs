@@ -3,6 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use mio::net::TcpStream;
@@ -14,6 +15,7 @@ use rustls::unbuffered::{
     ConnectionState, EncodeError, EncodeTlsData, InsufficientSizeError, UnbufferedStatus,
 };
 use rustls::{AlertDescription, HandshakeType, SupportedCipherSuite};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use super::buf::ByteQueue;
 use super::error::TransportError;
@@ -79,6 +81,42 @@ impl Default for TransportOptions {
             tls_in_capacity: 96 * 1024,
         }
     }
+}
+
+/// Kernel options for a [`Transport`]'s TCP socket, set on every new socket (by
+/// [`Transport::connect_with`] and each [`Transport::reconnect`]) before its connect is issued,
+/// so that the window scale the SYN advertises already follows the receive buffer. `None`, the
+/// default, leaves the kernel's default (and, for the buffers, its auto-tuning) alone.
+///
+/// A value the kernel refuses fails the connect with [`TransportError::Socket`], which names
+/// the option, the value asked for and the OS reason; no connect is issued then. A buffer size
+/// the kernel adjusts (doubled, capped at the sysctl maximum) is not an error: see
+/// [`Transport::applied_socket_options`] for what it really set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketOptions {
+    /// `SO_BUSY_POLL`, in microseconds (see [`sys::set_busy_poll`]). Older kernels refuse to
+    /// raise it without `CAP_NET_ADMIN` (socket(7)); values above `i32::MAX` are refused.
+    pub busy_poll_us: Option<u32>,
+    /// `SO_RCVBUF`, in bytes (see [`sys::set_recv_buffer`]): turns receive-buffer auto-tuning
+    /// off for the socket; the kernel doubles the value and caps it at `net.core.rmem_max`.
+    pub recv_buffer: Option<usize>,
+    /// `SO_SNDBUF`, in bytes (see [`sys::set_send_buffer`]): turns send-buffer auto-tuning off
+    /// for the socket; the kernel doubles the value and caps it at `net.core.wmem_max`.
+    pub send_buffer: Option<usize>,
+}
+
+/// The [`SocketOptions`] a [`Transport`]'s current socket was given, as the kernel reported
+/// them back with `getsockopt` right after setting them: `None` for an option left at the
+/// kernel default. Buffer sizes are in the kernel's accounting (about twice what was asked, or
+/// twice the sysctl cap), so do not feed them back as requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppliedSocketOptions {
+    /// `SO_BUSY_POLL` read back, in microseconds.
+    pub busy_poll_us: Option<u32>,
+    /// `SO_RCVBUF` read back, in bytes.
+    pub recv_buffer: Option<usize>,
+    /// `SO_SNDBUF` read back, in bytes.
+    pub send_buffer: Option<usize>,
 }
 
 /// Plain TCP (`ws://`) or TLS (`wss://`).
@@ -389,8 +427,12 @@ const TX_LIMIT_MARGIN: u64 = 1024;
 /// Errors are [`TransportError`]s; apart from caller mistakes they leave the transport in
 /// [`Phase::Closed`].
 pub struct Transport {
-    /// The socket, non-blocking, TCP_NODELAY on.
+    /// The socket, non-blocking, TCP_NODELAY on, with `socket_options` applied.
     sock: TcpStream,
+    /// Kernel options requested for every socket of this transport (reconnects included).
+    socket_options: SocketOptions,
+    /// What the kernel reported for `socket_options` on the current socket.
+    applied: AppliedSocketOptions,
     /// Where it connects to.
     peer: SocketAddr,
     /// Life-cycle phase.
@@ -444,11 +486,50 @@ fn client_for<'a>(
     Ok(Some((conn, host)))
 }
 
-/// Issues a non-blocking connect to `addr` and sets TCP_NODELAY.
-fn connect_socket(addr: SocketAddr) -> Result<TcpStream, TransportError> {
-    let sock = TcpStream::connect(addr).map_err(|e| TransportError::from_connect(addr, e))?;
-    sys::set_tcp_nodelay(&sock, true).map_err(|source| TransportError::Socket { addr, source })?;
-    Ok(sock)
+/// Creates a non-blocking TCP socket for `addr`, sets TCP_NODELAY and `options` on it, then
+/// issues the connect (as mio's `TcpStream::connect` does, but with the options in place first:
+/// the SYN's window scale is derived from the receive buffer). A refused option fails before
+/// any connect is issued.
+fn connect_socket(
+    addr: SocketAddr,
+    options: SocketOptions,
+) -> Result<(TcpStream, AppliedSocketOptions), TransportError> {
+    // `Socket::new` sets close-on-exec, as mio does.
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .and_then(|sock| sock.set_nonblocking(true).map(|()| sock))
+        .map_err(|e| TransportError::from_connect(addr, e))?;
+    let socket_error = |source| TransportError::Socket { addr, source };
+    sys::set_tcp_nodelay(&sock, true).map_err(socket_error)?;
+    let applied = apply_socket_options(&sock, options).map_err(socket_error)?;
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(TransportError::from_connect(addr, e)),
+    }
+    let sock = TcpStream::from_std(std::net::TcpStream::from(OwnedFd::from(sock)));
+    Ok((sock, applied))
+}
+
+/// Sets each option of `options` that is `Some` on `sock` and returns what the kernel reports
+/// for it; stops at the first refusal.
+fn apply_socket_options(
+    sock: &Socket,
+    options: SocketOptions,
+) -> Result<AppliedSocketOptions, sys::SysError> {
+    Ok(AppliedSocketOptions {
+        recv_buffer: options
+            .recv_buffer
+            .map(|bytes| sys::set_recv_buffer(sock, bytes))
+            .transpose()?,
+        send_buffer: options
+            .send_buffer
+            .map(|bytes| sys::set_send_buffer(sock, bytes))
+            .transpose()?,
+        busy_poll_us: options
+            .busy_poll_us
+            .map(|micros| sys::set_busy_poll(sock, micros))
+            .transpose()?,
+    })
 }
 
 /// The outgoing queue's size for `options`.
@@ -494,7 +575,8 @@ impl Tls {
 impl Transport {
     /// Starts a non-blocking connect to an already-resolved address (see
     /// [`resolve`](super::resolve), which must run before the loop, off the engine thread) and
-    /// sets TCP_NODELAY. Returns at once, in [`Phase::Connecting`].
+    /// sets TCP_NODELAY. Returns at once, in [`Phase::Connecting`]. The socket keeps the
+    /// kernel's defaults otherwise; [`connect_with`](Self::connect_with) sets more options.
     ///
     /// For TLS, `host` must be a DNS name or IP literal; the rustls client is created here, so a
     /// bad name fails before any socket exists.
@@ -503,12 +585,31 @@ impl Transport {
         security: Security<'_>,
         options: TransportOptions,
     ) -> Result<Self, TransportError> {
+        Self::connect_with(addr, security, options, SocketOptions::default())
+    }
+
+    /// As [`connect`](Self::connect), with the kernel options `socket` set on the socket before
+    /// its connect is issued, and again on the new socket of every [`reconnect`](Self::reconnect).
+    /// [`applied_socket_options`](Self::applied_socket_options) tells what the kernel set.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect); an option the kernel (or its `int` range) refuses is
+    /// [`TransportError::Socket`], naming the option, the value and the OS reason, and no
+    /// connect is issued.
+    pub fn connect_with(
+        addr: SocketAddr,
+        security: Security<'_>,
+        options: TransportOptions,
+        socket: SocketOptions,
+    ) -> Result<Self, TransportError> {
         let tls = client_for(security)?
             .map(|(conn, host)| Tls::new(conn, host, tls_in_capacity(options)));
         let out = ByteQueue::new(out_capacity(options));
-        let sock = connect_socket(addr)?;
+        let (sock, applied) = connect_socket(addr, socket)?;
         Ok(Self {
             sock,
+            socket_options: socket,
+            applied,
             peer: addr,
             phase: Phase::Connecting,
             failed: false,
@@ -523,7 +624,9 @@ impl Transport {
     /// does, but keeps the outgoing queue and the TLS incoming queue (160 KiB with the default
     /// options) instead of allocating and zeroing new ones: a reconnect then allocates only
     /// rustls' handshake state. Whatever the old connection had queued or received is
-    /// discarded; its socket is closed once the new connect has been issued.
+    /// discarded; its socket is closed once the new connect has been issued. The new socket
+    /// gets the [`SocketOptions`] this transport was created with
+    /// ([`connect_with`](Self::connect_with)), before its connect.
     ///
     /// # Errors
     /// As [`connect`](Self::connect); the transport is then left as it was (closed, if the
@@ -536,7 +639,9 @@ impl Transport {
     ) -> Result<(), TransportError> {
         let client = client_for(security)?;
         // The new socket replaces (and so closes) the old one only once its connect is out.
-        self.sock = connect_socket(addr)?;
+        let (sock, applied) = connect_socket(addr, self.socket_options)?;
+        self.sock = sock;
+        self.applied = applied;
         self.peer = addr;
         self.phase = Phase::Connecting;
         self.failed = false;
@@ -582,6 +687,12 @@ impl Transport {
     /// The socket, for [`sys`](crate::sys) options (`SO_BUSY_POLL`, `SO_RCVBUF`, ...).
     pub fn socket(&self) -> &TcpStream {
         &self.sock
+    }
+
+    /// What the kernel set for the [`SocketOptions`] on the current socket, read back right
+    /// after setting them (all `None` when none were asked for).
+    pub fn applied_socket_options(&self) -> AppliedSocketOptions {
+        self.applied
     }
 
     /// Current life-cycle phase.

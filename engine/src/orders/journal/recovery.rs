@@ -29,8 +29,9 @@ pub const HEADER_SIZE: usize = RECORD_SIZE;
 /// | 24..32 | capacity, records |
 /// | 32..40 | id floor: greater than every id of the files this one was compacted from |
 /// | 40..48 | generation: 0 for a new journal, +1 at each compaction |
-/// | 48..56 | flags: bit 0 [`Header::FLAG_CONSUMED`] |
-/// | 56..124 | zero |
+/// | 48..56 | flags: bit 0 [`Header::FLAG_CONSUMED`], bit 1 [`Header::FLAG_INSTANCE`] |
+/// | 56 | the engine instance that writes the file, with [`Header::FLAG_INSTANCE`] |
+/// | 57..124 | zero |
 /// | 124..128 | CRC-32C of bytes 0..124 |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -42,8 +43,12 @@ pub struct Header {
     pub id_floor: u64,
     /// How many compactions led to this file.
     pub generation: u64,
-    /// Format flags ([`Header::FLAG_CONSUMED`]); 0 in files of builds before them.
+    /// Format flags ([`Header::FLAG_CONSUMED`], [`Header::FLAG_INSTANCE`]); 0 in files of
+    /// builds before them.
     pub flags: u64,
+    /// The engine instance whose client order ids the file holds
+    /// ([`crate::orders::ids`]); `None`: no instance was configured.
+    pub instance: Option<u8>,
 }
 
 impl Header {
@@ -51,6 +56,8 @@ impl Header {
     /// `Consumed` record, nothing was consumed. Without the flag (a file of an earlier build),
     /// everything before the first `Consumed` record counts as consumed.
     pub const FLAG_CONSUMED: u64 = 1;
+    /// Byte 56 holds the engine instance that wrote the file.
+    pub const FLAG_INSTANCE: u64 = 2;
 
     /// The encoded header.
     pub fn encode(&self) -> [u8; HEADER_SIZE] {
@@ -62,7 +69,14 @@ impl Header {
         b[24..32].copy_from_slice(&self.capacity.to_le_bytes());
         b[32..40].copy_from_slice(&self.id_floor.to_le_bytes());
         b[40..48].copy_from_slice(&self.generation.to_le_bytes());
-        b[48..56].copy_from_slice(&self.flags.to_le_bytes());
+        let flags = match self.instance {
+            Some(i) => {
+                b[56] = i;
+                self.flags | Header::FLAG_INSTANCE
+            }
+            None => self.flags & !Header::FLAG_INSTANCE,
+        };
+        b[48..56].copy_from_slice(&flags.to_le_bytes());
         let crc = crc32c::crc32c(&b[..124]);
         b[124..].copy_from_slice(&crc.to_le_bytes());
         b
@@ -100,6 +114,7 @@ impl Header {
             id_floor: u64_at(32),
             generation: u64_at(40),
             flags: u64_at(48),
+            instance: (u64_at(48) & Header::FLAG_INSTANCE != 0).then_some(b[56]),
         })
     }
 }
