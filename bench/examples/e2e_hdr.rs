@@ -196,7 +196,7 @@ fn run_all() -> ExitCode {
         match args.mode {
             Mode::Spin => "BusySpin",
             Mode::Yield => "SpinYield",
-            Mode::Block => "Blocking(1ms)",
+            Mode::Block => "Blocking(until the next deadline)",
         },
         match args.mode {
             Mode::Spin => "busy-spin",

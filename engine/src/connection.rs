@@ -531,6 +531,18 @@ impl WsConnection {
             .map_err(|e| self.fail(e.into()))
     }
 
+    /// Lets a short socket read end a read as drained (one system call less per wake-up); see
+    /// [`Transport::set_short_read_drains`]. The caller must then pass on every readiness event
+    /// that reports the peer's FIN or an error with [`WsConnection::note_read_closed`].
+    pub fn set_short_read_drains(&mut self, on: bool) {
+        self.transport.set_short_read_drains(on);
+    }
+
+    /// A readiness event reported the peer's FIN or a socket error ([`Transport::note_read_closed`]).
+    pub fn note_read_closed(&mut self) {
+        self.transport.note_read_closed();
+    }
+
     /// Whether bytes are waiting for the socket (the driver's cue to keep writable interest in
     /// mind; `drive` flushes on every event).
     pub fn wants_write(&self) -> bool {

@@ -482,6 +482,8 @@ fn run(args: &OrdersArgs, out: &mut impl Write) -> Result<bool, String> {
     // Order events printed (counted from the first popped), and popped but not yet printed.
     let mut printed = 0u64;
     let mut held: std::collections::VecDeque<OrderEvent> = std::collections::VecDeque::new();
+    // Consecutive loop turns spent waiting for a mark.
+    let mut held_spins = 0u32;
     let ok = loop {
         let mut busy = false;
         while let Some(ev) = h.events.pop() {
@@ -510,9 +512,16 @@ fn run(args: &OrdersArgs, out: &mut impl Write) -> Result<bool, String> {
         // An event is acted on (printed) only once the engine has marked it consumed in the
         // journal: one popped but not yet marked is replayed after a crash, so printing it
         // first would print it twice across a kill -9 and a restart.
+        let mut took = false;
         while let Some(e) = h.order_events.pop() {
-            busy = true;
+            took = true;
             held.push_back(e);
+        }
+        if took {
+            busy = true;
+            // The engine marks what was taken on its next turn: let that be now, not after
+            // its current wait, so the window between its mark and the print stays short.
+            h.orders.wake_engine();
         }
         let marked = h.order_events_marked.get();
         while printed < marked {
@@ -526,11 +535,19 @@ fn run(args: &OrdersArgs, out: &mut impl Write) -> Result<bool, String> {
             }
         }
         if !held.is_empty() {
-            // Waiting for the engine's mark (at most one of its loop turns): no sleep, so the
-            // events are printed within microseconds of being marked (a kill in between
-            // would lose them: they are not replayed).
+            // Waiting for the engine's mark (one of its loop turns, woken above): spin, not
+            // yield, so the events are printed within microseconds of being marked (a kill
+            // in between would lose them: they are not replayed). A yield here could hand
+            // the core away for a whole time slice right when the mark comes.
             busy = true;
-            std::thread::yield_now();
+            if held_spins < 20_000 {
+                held_spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        } else {
+            held_spins = 0;
         }
         let _ = out.flush();
         let backlog_now = std::mem::take(&mut backlog);

@@ -64,7 +64,9 @@ pub enum Mode {
     Spin,
     /// Spin, yielding the core when nothing was ready (engine: [`PollMode::SpinYield`]).
     Yield,
-    /// The engine waits in epoll ([`PollMode::Blocking`]); the strategy yields when empty.
+    /// The engine waits in epoll ([`PollMode::Blocking`] with no cap: until readiness or the
+    /// session's next deadline, as the floor and tokio wait until readiness); the strategy
+    /// yields when empty.
     Block,
 }
 
@@ -82,7 +84,7 @@ impl Mode {
         match self {
             Mode::Spin => PollMode::BusySpin,
             Mode::Yield => PollMode::SpinYield,
-            Mode::Block => PollMode::Blocking(Some(Duration::from_millis(1))),
+            Mode::Block => PollMode::Blocking(None),
         }
     }
 

@@ -117,6 +117,15 @@ impl<T: Copy + Send> WakingSender<T> {
         Ok(())
     }
 
+    /// Wakes the engine if it is parked, without pushing anything: for a strategy that took
+    /// order events and wants the engine's consumed mark
+    /// ([`OrderEventsMarked`](crate::session::driver::OrderEventsMarked)) on its next turn
+    /// rather than after its current wait. Costs what a push's wake-up costs.
+    #[inline]
+    pub fn wake_engine(&self) {
+        self.bell.ring();
+    }
+
     /// Free slots.
     pub fn slots(&self) -> usize {
         self.tx.slots()

@@ -412,7 +412,12 @@ impl EventLoop {
         let ready = &mut self.ready;
         let events = self
             .reactor
-            .poll(timeout, |_, slot, _, _| {
+            .poll(timeout, |_, slot, event, _| {
+                if event.is_read_closed() || event.is_error() {
+                    // The peer's FIN (or an error) may have come with the last data: read to
+                    // the end, not just to a short read.
+                    slot.conn.note_read_closed();
+                }
                 if let Some(r) = ready.get_mut(slot.session as usize) {
                     *r = true;
                 }

@@ -330,7 +330,11 @@ impl SessionRunner {
             None => WsConnection::connect(addr, security, &request, &cfg),
         };
         let mut conn = match conn {
-            Ok(conn) => Some(conn),
+            Ok(mut conn) => {
+                // The loop passes on every event's FIN and error flags (`note_read_closed`).
+                conn.set_short_read_drains(true);
+                Some(conn)
+            }
             Err(e) => return self.lost(now, e),
         };
         let index = self.index;

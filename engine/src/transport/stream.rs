@@ -447,6 +447,15 @@ pub struct Transport {
     deferred: Option<TransportError>,
     /// Plain mode: the peer sent FIN.
     plain_peer_closed: bool,
+    /// A socket read that returned fewer bytes than it asked for ends the read as `Drained`
+    /// (the receive queue was empty at that moment) instead of reading again for a
+    /// `WouldBlock`: one system call less per wake-up. Only for a caller whose readiness events
+    /// tell it about a peer's FIN or an error ([`Transport::note_read_closed`]), since a FIN
+    /// that arrived with the last data raises no new edge.
+    short_read_drains: bool,
+    /// The readiness event said the peer closed its side or the socket has an error: read
+    /// until end of stream or `WouldBlock`, whatever the read sizes. Until the next connect.
+    read_closed: bool,
 }
 
 impl std::fmt::Debug for Transport {
@@ -617,7 +626,28 @@ impl Transport {
             tls,
             deferred: None,
             plain_peer_closed: false,
+            short_read_drains: false,
+            read_closed: false,
         })
+    }
+
+    /// Lets a short socket read end a read as drained (see the field's docs): call only when
+    /// every readiness event that reports the peer's FIN or an error (mio's
+    /// `is_read_closed()` / `is_error()`) is passed on with [`Transport::note_read_closed`].
+    pub fn set_short_read_drains(&mut self, on: bool) {
+        self.short_read_drains = on;
+    }
+
+    /// A readiness event reported the peer's FIN or a socket error: from now until the next
+    /// connect, reads go on until end of stream or `WouldBlock`.
+    pub fn note_read_closed(&mut self) {
+        self.read_closed = true;
+    }
+
+    /// Whether a short read may end a read now.
+    #[inline]
+    fn short_read_ends(&self) -> bool {
+        self.short_read_drains && !self.read_closed
     }
 
     /// Starts a new connection to `addr` in place of this one, as [`connect`](Self::connect)
@@ -647,6 +677,7 @@ impl Transport {
         self.failed = false;
         self.deferred = None;
         self.plain_peer_closed = false;
+        self.read_closed = false;
         if self.out.capacity() == out_capacity(options) {
             self.out.clear();
         } else {
@@ -838,7 +869,7 @@ impl Transport {
                 return Ok(Handshake::Done);
             }
             match fill(&mut self.sock, &mut tls.incoming, self.peer, &tls.host)? {
-                Filled::Data => {}
+                Filled::Data { .. } => {}
                 Filled::WouldBlock => return Ok(Handshake::InProgress),
                 Filled::Eof => return Err(TransportError::Truncated { peer: self.peer }),
             }
@@ -888,7 +919,14 @@ impl Transport {
                     self.plain_peer_closed = true;
                     return Ok(ReadStatus::PeerClosed { read: filled });
                 }
-                Ok(n) => filled += n,
+                Ok(n) => {
+                    let asked = dst.len() - filled;
+                    filled += n;
+                    if n < asked && self.short_read_ends() {
+                        // The receive queue is empty: no `WouldBlock` read needed.
+                        return Ok(ReadStatus::Drained { read: filled });
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     return Ok(ReadStatus::Drained { read: filled })
                 }
@@ -901,6 +939,7 @@ impl Transport {
     /// TLS read. Errors carry the number of bytes already delivered.
     fn read_tls(&mut self, dst: &mut [u8]) -> Result<ReadStatus, (TransportError, usize)> {
         let peer = self.peer;
+        let short_read_ends = self.short_read_ends();
         let Some(tls) = self.tls.as_mut() else {
             return Ok(ReadStatus::Drained { read: 0 });
         };
@@ -919,6 +958,8 @@ impl Transport {
         };
         let mut filled = 0;
         let mut records = 0;
+        // The socket returned less than asked: its receive queue is empty.
+        let mut drained = false;
         loop {
             if let Some(p) = pending.as_mut() {
                 let plain = &incoming.filled()[p.start..p.end];
@@ -962,8 +1003,11 @@ impl Transport {
                     flush_out(&mut self.sock, &mut self.out, peer).map_err(|e| (e, filled))?;
                 }
                 Next::NeedInput => {
+                    if drained {
+                        return Ok(ReadStatus::Drained { read: filled });
+                    }
                     match fill(&mut self.sock, incoming, peer, host).map_err(|e| (e, filled))? {
-                        Filled::Data => {}
+                        Filled::Data { short } => drained = short && short_read_ends,
                         Filled::WouldBlock => return Ok(ReadStatus::Drained { read: filled }),
                         Filled::Eof => return Err((TransportError::Truncated { peer }, filled)),
                     }
@@ -1128,7 +1172,10 @@ impl Transport {
 /// Outcome of one socket read into the incoming TLS buffer.
 enum Filled {
     /// Some bytes arrived.
-    Data,
+    Data {
+        /// Fewer than there was room for: the socket's receive queue is empty now.
+        short: bool,
+    },
     /// Nothing to read now.
     WouldBlock,
     /// The peer sent FIN.
@@ -1155,8 +1202,9 @@ fn fill(
         match sock.read(incoming.spare_mut()) {
             Ok(0) => return Ok(Filled::Eof),
             Ok(n) => {
+                let short = n < incoming.spare_mut().len();
                 incoming.commit(n);
-                return Ok(Filled::Data);
+                return Ok(Filled::Data { short });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Filled::WouldBlock),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
