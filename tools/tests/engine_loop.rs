@@ -521,3 +521,41 @@ fn control_commands_subscribe_unsubscribe_resync_stop_and_start_a_session() {
     assert_eq!(stats.sessions[0].session.connections, 2);
     assert_eq!(stats.sessions[0].driver.control_commands, 9);
 }
+
+#[test]
+fn sched_fifo_is_applied_to_the_engine_thread_or_refused_naming_the_setting() {
+    use spinwire_engine::handoff::HandoffError;
+    let sim = Sim::start(0, &[]);
+    let build = |priority: i32| {
+        Engine::builder()
+            .session("rt", DriverConfig::new(&sim.url), session(1000), &[])
+            .poll_mode(PollMode::Blocking(None))
+            .sched_fifo(priority)
+            .spawn()
+    };
+    match build(150) {
+        Err(e @ HandoffError::Pin(_)) => {
+            let text = e.to_string();
+            assert!(text.contains("150") && text.contains("FIFO"), "{text}");
+        }
+        other => panic!("priority 150 must be refused, got {other:?}"),
+    }
+    match build(1) {
+        Ok(engine) => {
+            // Field 41 of the thread's stat line is its scheduling policy (1: SCHED_FIFO).
+            let tid = engine_tid();
+            let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+            let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+            let policy: u32 = after_comm.split(' ').nth(38).unwrap().parse().unwrap();
+            assert_eq!(policy, 1, "the engine thread runs SCHED_FIFO");
+            engine.control.shutdown().expect("clean shutdown");
+        }
+        // Not permitted here (no CAP_SYS_NICE, or an RT budget of 0 in this cgroup): refused
+        // with the advice, never ignored.
+        Err(e @ HandoffError::Pin(_)) => {
+            let text = e.to_string();
+            assert!(text.contains("FIFO"), "{text}");
+        }
+        Err(e) => panic!("unexpected: {e}"),
+    }
+}
