@@ -5,10 +5,13 @@
 //!
 //! Loopback (127.0.0.1) only; no thread spins, so two cores are plenty.
 
+mod caps_support;
+
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 
+use caps_support::{drop_effective_capability, CAP_NET_ADMIN};
 use spinwire_engine::connection::{ConnError, ConnectionConfig, WsConnection};
 use spinwire_engine::sys::{self, SysError};
 use spinwire_engine::transport::{AppliedSocketOptions, Security, TransportError};
@@ -148,41 +151,6 @@ fn busy_poll_is_set_and_read_back() {
         // An older kernel refusing an unprivileged raise: the error must carry the advice.
         Err(err) => assert_busy_poll_refused_for_capability(&err, 50),
     }
-}
-
-/// Linux capability number of CAP_NET_ADMIN (linux/capability.h).
-const CAP_NET_ADMIN: u32 = 12;
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-/// Removes `cap` from the calling thread's effective capabilities (capabilities are per
-/// thread on Linux, so only this test thread loses it).
-fn drop_effective_capability(cap: u32) {
-    let mut header = CapHeader {
-        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: header and data are valid for the kernel to read and write; version 3 uses two
-    // CapData entries, which `data` provides.
-    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
-    assert_eq!(rc, 0, "capget: {}", io::Error::last_os_error());
-    data[(cap / 32) as usize].effective &= !(1 << (cap % 32));
-    // SAFETY: as above; the kernel only reads them.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
-    assert_eq!(rc, 0, "capset: {}", io::Error::last_os_error());
 }
 
 /// `err` is the kernel's `EPERM` for raising SO_BUSY_POLL to `micros`, with the advice.
