@@ -380,9 +380,13 @@ impl EngineBuilder {
         let core = self.core;
         let fifo = self.sched_fifo;
         let (pinned_tx, pinned_rx) = std::sync::mpsc::sync_channel::<Result<(), SysError>>(1);
+        let tid = Arc::new(std::sync::atomic::AtomicI32::new(0));
+        let tid_out = tid.clone();
         let thread = std::thread::Builder::new()
             .name("spinwire-engine".into())
             .spawn(move || {
+                // SAFETY: gettid takes no arguments and cannot fail.
+                tid_out.store(unsafe { libc::gettid() }, Ordering::Release);
                 let placed = core
                     .map_or(Ok(()), crate::sys::pin_current_thread)
                     .and_then(|()| fifo.map_or(Ok(()), crate::sys::set_sched_fifo));
@@ -443,6 +447,7 @@ impl EngineBuilder {
             control: EngineControl {
                 stop,
                 bell,
+                tid,
                 thread: Some(thread),
                 core,
                 mode,
@@ -521,6 +526,8 @@ pub struct EngineControl {
     stop: Arc<AtomicBool>,
     /// Wakes the engine out of a kernel wait to see the stop.
     bell: Arc<Doorbell>,
+    /// The engine thread's OS thread id (0 until it has started).
+    tid: Arc<std::sync::atomic::AtomicI32>,
     /// The engine thread (`None` once joined): the final counters, or the session whose
     /// failure ended the run and why.
     thread: Option<JoinHandle<EngineOutcome>>,
@@ -570,6 +577,12 @@ impl EngineControl {
     /// Whether the engine thread has ended (after a stop, or because every session failed).
     pub fn is_finished(&self) -> bool {
         self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// The engine thread's OS thread id (as in `/proc/self/task/TID`, `top -H`, `perf -t`):
+    /// known once [`EngineBuilder::spawn`] has returned.
+    pub fn tid(&self) -> i32 {
+        self.tid.load(Ordering::Acquire)
     }
 
     /// The core the engine thread is pinned to, if any.

@@ -99,16 +99,12 @@ fn epoll_instances() -> usize {
         .count()
 }
 
-/// The engine thread's id (named `spinwire-engine`).
-fn engine_tid() -> String {
-    for e in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
-        let p = e.expect("task").path();
-        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
-        if comm.trim() == "spinwire-engine" {
-            return p.file_name().unwrap().to_string_lossy().into_owned();
-        }
-    }
-    panic!("no spinwire-engine thread");
+/// The tests here count the process's epoll instances and read engine threads' state in
+/// /proc: they run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Pops everything of every strategy; returns the events popped.
@@ -145,6 +141,7 @@ fn wait_all_live(strategies: &mut [StrategyEnds], events: &mut Vec<(usize, Sessi
 
 #[test]
 fn eight_sessions_share_one_epoll_and_never_sleep() {
+    let _serial = serial();
     let sim = Sim::start(800, &[]);
     let before = epoll_instances();
     let mut builder = Engine::builder().poll_mode(PollMode::Blocking(None));
@@ -168,7 +165,7 @@ fn eight_sessions_share_one_epoll_and_never_sleep() {
 
     // Two seconds of data and heartbeats (a test request every 100 ms per session). Sample
     // what the engine thread is blocked in: an epoll wait, never a sleep.
-    let tid = engine_tid();
+    let tid = engine.control.tid();
     let mut records = vec![0u64; 8];
     let mut syscalls = std::collections::BTreeMap::<String, u32>::new();
     let end = Instant::now() + Duration::from_secs(2);
@@ -251,6 +248,7 @@ fn far_bid(tag: u64) -> OrderRequest {
 
 #[test]
 fn an_order_pushed_while_the_engine_is_parked_wakes_it() {
+    let _serial = serial();
     // No market data at all, heartbeats every second: the engine waits in epoll for up to a
     // second at a time. An order must go out at once, woken by the strategy's push.
     let sim = Sim::start(0, &[]);
@@ -296,6 +294,7 @@ fn an_order_pushed_while_the_engine_is_parked_wakes_it() {
 
 #[test]
 fn a_flooding_session_does_not_delay_seven_quiet_ones() {
+    let _serial = serial();
     // One session takes every market-data message the simulator can make (raw books of both
     // instruments at 50,000 events/s); seven others only heartbeat at 100 ms. The quiet ones
     // must answer every test request in time (the simulator closes a connection whose answer
@@ -347,6 +346,7 @@ fn a_flooding_session_does_not_delay_seven_quiet_ones() {
 
 #[test]
 fn sessions_of_one_engine_and_of_two_instances_never_share_a_client_order_id() {
+    let _serial = serial();
     // Two engines started in the same millisecond, eight order sessions each, all on the same
     // account: every id differs.
     let sim = Sim::start(0, &[]);
@@ -402,6 +402,7 @@ fn sessions_of_one_engine_and_of_two_instances_never_share_a_client_order_id() {
 
 #[test]
 fn control_commands_subscribe_unsubscribe_resync_stop_and_start_a_session() {
+    let _serial = serial();
     let sim = Sim::start(2000, &[]);
     let mut engine = Engine::builder()
         .session("steered", DriverConfig::new(&sim.url), session(1000), &[])
@@ -524,6 +525,7 @@ fn control_commands_subscribe_unsubscribe_resync_stop_and_start_a_session() {
 
 #[test]
 fn sched_fifo_is_applied_to_the_engine_thread_or_refused_naming_the_setting() {
+    let _serial = serial();
     use spinwire_engine::handoff::HandoffError;
     let sim = Sim::start(0, &[]);
     let build = |priority: i32| {
@@ -543,7 +545,7 @@ fn sched_fifo_is_applied_to_the_engine_thread_or_refused_naming_the_setting() {
     match build(1) {
         Ok(engine) => {
             // Field 41 of the thread's stat line is its scheduling policy (1: SCHED_FIFO).
-            let tid = engine_tid();
+            let tid = engine.control.tid();
             let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
             let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
             let policy: u32 = after_comm.split(' ').nth(38).unwrap().parse().unwrap();
