@@ -9,6 +9,9 @@
 //! | `session` | reconnect-to-Live vs the sum of the bare handshakes |
 //! | `e2e` | wire-to-strategy, end to end over loopback: spinwire vs tokio-tungstenite + serde_json vs a bare mio floor ([`e2e`]) |
 //!
+//! The engine-loop examples (`examples/loop_idle.rs`, `loop_cpu_per_msg.rs`,
+//! `order_wakeup.rs`) share [`engine_loop`].
+//!
 //! Run one with `cargo bench -p spinwire-bench --bench NAME`; `cargo test -p spinwire-bench
 //! --benches` runs each once as a test (what CI does). `examples/ring_oneway_p50.rs` is the
 //! HDR percentile run of the ring's one-way latency; `examples/e2e_hdr.rs` the HDR run of the
@@ -18,6 +21,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod e2e;
+pub mod engine_loop;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -342,29 +342,57 @@ struct Server {
     msg: Vec<u8>,
 }
 
+/// A JSON-RPC request from the client under test and the feeder's answer to it.
+#[derive(Debug)]
+pub struct RpcAnswer {
+    /// The request's method (`public/subscribe`, `public/auth`, ...).
+    pub method: String,
+    /// The channels it names (`params.channels`), if any.
+    pub channels: Vec<String>,
+    /// The answer: a JSON-RPC result echoing the channels, with Deribit's timing fields.
+    pub answer: String,
+}
+
+/// Parses a client's JSON-RPC request and makes the answer every feeder gives (a result
+/// listing the request's channels); `None` for text that is not JSON.
+pub fn answer_request(text: &str, testnet: bool) -> Option<RpcAnswer> {
+    let v = serde_json::from_str::<serde_json::Value>(text).ok()?;
+    let id = v["id"].as_u64().unwrap_or(0);
+    let method = v["method"].as_str().unwrap_or("").to_owned();
+    let channels: Vec<String> = v["params"]["channels"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let us = realtime_ns() / 1000;
+    let answer = serde_json::json!({
+        "jsonrpc": "2.0", "id": id, "result": channels,
+        "usIn": us, "usOut": us, "usDiff": 0, "testnet": testnet,
+    })
+    .to_string();
+    Some(RpcAnswer {
+        method,
+        channels,
+        answer,
+    })
+}
+
 impl Server {
     /// Answers one JSON-RPC request; subscriptions get a snapshot per book channel.
     fn request(&mut self, text: &str, out: &mut Vec<u8>) {
         self.stats.requests += 1;
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+        let Some(RpcAnswer {
+            method,
+            channels,
+            answer,
+        }) = answer_request(text, false)
+        else {
             return;
         };
-        let id = v["id"].as_u64().unwrap_or(0);
-        let method = v["method"].as_str().unwrap_or("");
-        let channels: Vec<String> = v["params"]["channels"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|c| c.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let us = realtime_ns() / 1000;
-        let answer = serde_json::json!({
-            "jsonrpc": "2.0", "id": id, "result": channels,
-            "usIn": us, "usOut": us, "usDiff": 0, "testnet": false,
-        });
-        ws::write_frame(out, opcode::TEXT, answer.to_string().as_bytes());
+        ws::write_frame(out, opcode::TEXT, answer.as_bytes());
         if method.ends_with("/subscribe") {
             self.subscribed += 1;
             for c in &channels {

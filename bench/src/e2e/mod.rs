@@ -22,7 +22,9 @@ pub mod feeder;
 pub mod stream;
 
 pub use clients::{run, Client, Mode, RunResult, RunSched, RunSpec, Sched};
-pub use feeder::{remove_tls_files, FeedConfig, FeedStats, Feeder, Pace, Wire};
+pub use feeder::{
+    answer_request, remove_tls_files, FeedConfig, FeedStats, Feeder, Pace, RpcAnswer, Wire,
+};
 
 use hdrhistogram::Histogram;
 
