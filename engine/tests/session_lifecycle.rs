@@ -309,6 +309,25 @@ fn a_public_session_skips_auth_and_goes_live_after_subscribing() {
 }
 
 #[test]
+fn a_public_session_logs_out_by_closing_at_once_without_waiting_for_the_drain_timeout() {
+    let mut p = Pair::new(SessionConfig {
+        credentials: None,
+        ..config()
+    });
+    p.s.subscribe(p.now, "book.ETH-PERPETUAL.100ms").unwrap();
+    p.start();
+    p.reply("public/subscribe", json!(["book.ETH-PERPETUAL.100ms"]));
+    assert_eq!(p.s.state(), SessionState::Live);
+    p.clear();
+    p.s.logout(p.now);
+    p.drain();
+    assert_eq!(p.actions, vec![Action::Close(DisconnectCause::Logout)]);
+    assert!(p.methods().is_empty(), "no private/logout without a login");
+    assert_eq!(p.s.state(), SessionState::Disconnected);
+    assert_eq!(p.s.poll_timeout(), None, "no drain timer left");
+}
+
+#[test]
 fn a_test_request_is_answered_on_the_same_turn_before_anything_else() {
     let mut p = Pair::new(config());
     p.live(&[]);

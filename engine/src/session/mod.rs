@@ -1159,17 +1159,22 @@ impl Session {
                 self.timers.stop_all();
                 self.set_state(now, SessionState::Disconnected);
             }
-            _ => {
+            _ if self.authed => {
                 self.timers.stop_all();
                 self.timers
                     .set(Timer::Drain, now + ns(self.config.drain_timeout));
-                if self.authed {
-                    self.want_logout = true;
-                } else {
-                    self.actions
-                        .push_back(Action::Close(DisconnectCause::Logout));
-                }
+                self.want_logout = true;
                 self.set_state(now, SessionState::Draining);
+            }
+            _ => {
+                // Nothing to log out of: the close frame goes out and the connection ends now
+                // (the driver does not wait for the peer's close reply), so the session is
+                // done at once rather than after the drain timeout.
+                self.actions
+                    .push_back(Action::Close(DisconnectCause::Logout));
+                self.reset_connection(now);
+                self.timers.stop_all();
+                self.set_state(now, SessionState::Disconnected);
             }
         }
     }
