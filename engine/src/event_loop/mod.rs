@@ -11,15 +11,19 @@
 //!    left over. mio rounds a wait up to whole milliseconds, so the loop waits the whole
 //!    milliseconds before the deadline and polls with zero timeouts for the rest: deadlines are
 //!    kept to the microsecond, and nothing ever calls `sleep`;
-//! 2. before a kernel wait, raises the [`Doorbell`]'s park flag and looks at every session's
-//!    incoming rings once more (see [`doorbell`] for why this cannot miss a push); a strategy
-//!    that pushes an order request or a control command while the engine is parked wakes it;
+//! 2. before a kernel wait, raises the [`Doorbell`]'s park flag and looks at its pending words
+//!    once more (see [`doorbell`] for why this cannot miss a push); a strategy that pushes an
+//!    order request or a control command while the engine is parked wakes it;
 //! 3. polls once (one `epoll_wait` per turn, whatever the number of sessions), marking the
 //!    sessions whose connections are ready;
-//! 4. reads the clock once, and gives every session its turn with that reading. A session with
-//!    nothing to do costs a few loads; a busy one does bounded work (at most 8 transport reads
-//!    per connection, [`DriverConfig::order_batch`] order requests, 16 control commands), so
-//!    a session whose socket floods cannot delay the others by more than that.
+//! 4. reads the clock once, and gives a turn, with that reading, to the sessions that have
+//!    something to do — and only to them, so an idle turn costs the same with 1 session or 64:
+//!    sessions whose connections were ready, whose strategies pushed (the doorbell's pending
+//!    bits), whose deadline is due (checked against the earliest deadline of all sessions),
+//!    that have work left from their last turn, or whose strategies have order events to take
+//!    (watched every turn for the consumed marks). A busy session does bounded work (at most 8
+//!    transport reads per connection, [`DriverConfig::order_batch`] order requests, 16 control
+//!    commands), so a session whose socket floods cannot delay the others by more than that.
 //!
 //! Client order ids come from one [`IdMint`] shared by every session of the loop, optionally
 //! prefixed by an instance number ([`LoopConfig::instance`]) so that engines in different
@@ -53,6 +57,21 @@ const EVENTS_PER_TURN: usize = 256;
 const SLOTS_PER_SESSION: usize = 2;
 /// Bytes lent to a session to encode one outgoing message.
 const TX_BUFFER: usize = 64 * 1024;
+/// How often every session's latency recorder gets a chance to rotate, ns (a busy session's
+/// rotates in its own turns too).
+const ROTATE_CHECK_NS: u64 = 1_000_000;
+
+/// Sets bit `i` of a session bitmask.
+#[inline]
+fn set_bit(words: &mut [u64], i: usize) {
+    words[i / 64] |= 1 << (i % 64);
+}
+
+/// Clears bit `i` of a session bitmask.
+#[inline]
+fn clear_bit(words: &mut [u64], i: usize) {
+    words[i / 64] &= !(1 << (i % 64));
+}
 
 /// Settings of an [`EventLoop`].
 #[derive(Debug, Clone, Copy)]
@@ -109,6 +128,19 @@ pub struct EventLoop {
     sessions: Vec<SessionRunner>,
     /// `ready[i]`: session `i`'s connection had readiness this turn (cleared as it is taken).
     ready: Vec<bool>,
+    /// Sessions to visit on the next turn, one bit each (readiness, work left, a call from
+    /// outside the loop, a due deadline); the next turn does not wait while any is set.
+    work: Vec<u64>,
+    /// Sessions visited every turn without keeping the loop from waiting: their strategies
+    /// have order events to take (the consumed mark follows the take) or the overflow queue
+    /// holds some.
+    watch: Vec<u64>,
+    /// The earliest deadline of all sessions (`u64::MAX`: none).
+    earliest: u64,
+    /// When to give every recorder its next chance to rotate.
+    rotate_at: u64,
+    /// Whether the last turn gave any session a turn.
+    ran: bool,
     clock: Clock,
     mode: PollMode,
     /// Lent to sessions to encode outgoing messages.
@@ -149,11 +181,16 @@ impl EventLoop {
             reactor,
             sessions: Vec::with_capacity(max),
             ready: Vec::with_capacity(max),
+            work: vec![0; max.div_ceil(64)],
+            watch: vec![0; max.div_ceil(64)],
+            earliest: u64::MAX,
+            rotate_at: 0,
+            ran: false,
             now: clock.now_ns(),
             clock,
             mode: config.mode,
             txbuf: vec![0; TX_BUFFER],
-            bell: Arc::new(Doorbell::new(waker)),
+            bell: Arc::new(Doorbell::new(waker, max)),
             mint: IdMint::new(1),
             instance: config.instance,
             max_sessions: max,
@@ -239,13 +276,14 @@ impl EventLoop {
             rings,
         ));
         self.ready.push(false);
+        set_bit(&mut self.work, index);
         Ok((
             index,
             DriverEnds {
                 events: events_rx,
                 md: md_rx,
-                orders: WakingSender::new(orders_tx, self.bell.clone()),
-                control: WakingSender::new(control_tx, self.bell.clone()),
+                orders: WakingSender::new(orders_tx, self.bell.clone(), index),
+                control: WakingSender::new(control_tx, self.bell.clone(), index),
                 order_events: order_events_rx,
                 order_events_marked: marked,
                 push_times,
@@ -272,6 +310,7 @@ impl EventLoop {
         let r = &mut self.sessions[index];
         // Whatever the caller does may queue actions or events: the next turn looks.
         r.touched = true;
+        set_bit(&mut self.work, index);
         &mut r.session
     }
 
@@ -334,10 +373,11 @@ impl EventLoop {
     /// [`DriverError::Session`] when a session cannot start.
     pub fn start(&mut self) -> Result<(), DriverError> {
         let now = self.clock.now_ns();
-        for r in &mut self.sessions {
+        for (i, r) in self.sessions.iter_mut().enumerate() {
             if r.session.state() == SessionState::Disconnected {
                 r.session.connect(now)?;
                 r.touched = true;
+                set_bit(&mut self.work, i);
             }
         }
         Ok(())
@@ -346,9 +386,10 @@ impl EventLoop {
     /// Asks every session to log out and close.
     pub fn stop(&mut self) {
         let now = self.clock.now_ns();
-        for r in &mut self.sessions {
+        for (i, r) in self.sessions.iter_mut().enumerate() {
             r.session.logout(now);
             r.touched = true;
+            set_bit(&mut self.work, i);
         }
     }
 
@@ -372,7 +413,8 @@ impl EventLoop {
                 self.stop();
             }
             self.turn()?;
-            if self.finished(stopping) {
+            // A session's state changes only in its turns.
+            if self.ran && self.finished(stopping) {
                 break;
             }
         }
@@ -400,7 +442,7 @@ impl EventLoop {
         let parked = timeout != Some(Duration::ZERO);
         if parked {
             self.bell.park();
-            if self.sessions.iter().any(SessionRunner::has_input) {
+            if self.bell.any_pending() {
                 self.bell.unpark();
                 self.stats.parks_cancelled += 1;
                 timeout = Some(Duration::ZERO);
@@ -409,7 +451,7 @@ impl EventLoop {
             }
         }
         let before = self.reactor.wakeups();
-        let ready = &mut self.ready;
+        let (ready, work) = (&mut self.ready, &mut self.work);
         let events = self
             .reactor
             .poll(timeout, |_, slot, event, _| {
@@ -418,8 +460,10 @@ impl EventLoop {
                     // the end, not just to a short read.
                     slot.conn.note_read_closed();
                 }
-                if let Some(r) = ready.get_mut(slot.session as usize) {
+                let i = slot.session as usize;
+                if let Some(r) = ready.get_mut(i) {
                     *r = true;
+                    set_bit(work, i);
                 }
             })
             .map_err(DriverError::Poll)?;
@@ -430,14 +474,64 @@ impl EventLoop {
         self.stats.events += events as u64;
         let now = self.clock.now_ns();
         self.now = now;
-        let clock = self.clock;
-        let mut busy = events > 0;
-        for (r, ready) in self.sessions.iter_mut().zip(self.ready.iter_mut()) {
-            let was = std::mem::take(ready);
-            busy |= r.wants_turn();
-            r.turn(now, was, &mut self.reactor, &mut self.txbuf, clock);
+        for (w, (work, watch)) in self.work.iter_mut().zip(&self.watch).enumerate() {
+            *work |= self.bell.take(w) | *watch;
         }
-        if busy {
+        if now >= self.earliest {
+            for (i, r) in self.sessions.iter().enumerate() {
+                if r.deadline().is_some_and(|d| d <= now) {
+                    set_bit(&mut self.work, i);
+                }
+            }
+        }
+        let clock = self.clock;
+        let mut ran = false;
+        let mut earliest_moved = false;
+        for w in 0..self.work.len() {
+            let mut bits = std::mem::take(&mut self.work[w]);
+            while bits != 0 {
+                let i = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let Some(r) = self.sessions.get_mut(i) else {
+                    continue;
+                };
+                ran = true;
+                let was = r.deadline().unwrap_or(u64::MAX);
+                let ready = std::mem::take(&mut self.ready[i]);
+                r.turn(now, ready, &mut self.reactor, &mut self.txbuf, clock);
+                // Bits for the next turn (`work` is this turn's no more: its word was taken).
+                if r.wants_turn() {
+                    set_bit(&mut self.work, i);
+                }
+                if r.watching() {
+                    set_bit(&mut self.watch, i);
+                } else {
+                    clear_bit(&mut self.watch, i);
+                }
+                let next = r.deadline().unwrap_or(u64::MAX);
+                if next < self.earliest {
+                    self.earliest = next;
+                } else if was == self.earliest && next != was {
+                    earliest_moved = true;
+                }
+            }
+        }
+        if earliest_moved {
+            self.earliest = self
+                .sessions
+                .iter()
+                .filter_map(SessionRunner::deadline)
+                .min()
+                .unwrap_or(u64::MAX);
+        }
+        if now >= self.rotate_at {
+            self.rotate_at = now + ROTATE_CHECK_NS;
+            for r in &mut self.sessions {
+                r.rotate(now);
+            }
+        }
+        self.ran = ran;
+        if ran || events > 0 {
             self.idle_turns = 0;
         } else {
             self.idle_turns = self.idle_turns.saturating_add(1);
@@ -460,15 +554,10 @@ impl EventLoop {
             }
             PollMode::Blocking(max) => max,
         };
-        let mut earliest = u64::MAX;
-        for r in &self.sessions {
-            if r.wants_turn() {
-                return Some(Duration::ZERO);
-            }
-            if let Some(d) = r.deadline() {
-                earliest = earliest.min(d);
-            }
+        if self.work.iter().any(|&w| w != 0) {
+            return Some(Duration::ZERO);
         }
+        let earliest = self.earliest;
         let until = if earliest == u64::MAX {
             None
         } else {

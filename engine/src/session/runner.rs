@@ -171,6 +171,23 @@ impl SessionRunner {
         self.again || self.touched
     }
 
+    /// Whether the loop must watch this runner every turn without keeping it from waiting:
+    /// order events wait for the strategy to take them (the consumed mark follows), or for room
+    /// on their ring.
+    #[inline]
+    pub(crate) fn watching(&self) -> bool {
+        !self.ring_seqs.is_empty() || !self.overflow.is_empty()
+    }
+
+    /// Gives the latency recorder its chance to rotate (the loop calls this for every session
+    /// now and then, so that an idle session's intervals still end).
+    #[inline]
+    pub(crate) fn rotate(&mut self, now: u64) {
+        if let Some(r) = &mut self.recorder {
+            r.maybe_rotate(now);
+        }
+    }
+
     /// The session's earliest deadline, as of its last busy turn.
     #[inline]
     pub(crate) fn deadline(&self) -> Option<u64> {
