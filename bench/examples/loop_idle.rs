@@ -387,6 +387,14 @@ fn run(o: &Opts) -> Result<(), String> {
         let events: u64 = rs.iter().map(|r| r.stats.events).sum();
         let sys = if rs.iter().all(|r| r.syscalls.is_some()) {
             let s: u64 = rs.iter().filter_map(|r| r.syscalls).sum();
+            // The loop's contract: exactly one system call (its epoll_wait) per idle turn,
+            // whatever N. Anything else is a regression, not noise.
+            if s != turns {
+                return Err(format!(
+                    "N={}: {s} system calls in {turns} idle turns (expected one per turn)",
+                    b.n
+                ));
+            }
             format!("{:.4}/turn", s as f64 / turns as f64)
         } else {
             "n/a".to_string()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: what README.md calls the test command and what .ci/run runs.
 # Installs its own prerequisites (tools/ci/setup.sh), then runs formatting and lint checks,
-# every crate's tests (the order-fault stress test in its short form), the loom models, the Miri
+# every crate's tests (the order-fault stress test in its short form), the engine-loop benchmarks
+# in their quick form, the loom models, the Miri
 # run (where Miri is installed), the Autobahn conformance run, each benchmark once in test mode,
 # and a short `spinwire demo` whose summary and report are checked.
 set -euo pipefail
@@ -25,6 +26,11 @@ cargo test --workspace --locked
 
 step "benchmarks, each run once as a test"
 cargo test -p spinwire-bench --benches --locked
+
+step "engine-loop benchmarks, quick (debug build: they run and their counts hold; figures come from release)"
+for example in loop_idle loop_cpu_per_msg order_wakeup; do
+  cargo run -q -p spinwire-bench --locked --example "$example" -- --quick
+done
 
 step "loom models of the ring"
 bash tools/ci/loom.sh
