@@ -137,19 +137,24 @@ fn options_are_applied_again_to_the_socket_of_a_reconnect() {
 
 #[test]
 fn busy_poll_is_set_and_read_back() {
+    busy_poll_is_applied_or_refused_with_the_advice(50);
+}
+
+/// Connects with SO_BUSY_POLL at `micros`: the value is read back from the kernel, or (an older
+/// kernel refusing an unprivileged raise) the error carries the advice.
+fn busy_poll_is_applied_or_refused_with_the_advice(micros: u32) {
     let (listener, addr) = listener();
     let config = ConnectionConfig {
-        busy_poll_us: Some(50),
+        busy_poll_us: Some(micros),
         ..ConnectionConfig::default()
     };
     match connect(addr, &config) {
         Ok(conn) => {
             let _server = listener.accept().unwrap();
-            assert_eq!(conn.applied_socket_options().busy_poll_us, Some(50));
-            assert_eq!(kernel_values(&conn).2, 50);
+            assert_eq!(conn.applied_socket_options().busy_poll_us, Some(micros));
+            assert_eq!(kernel_values(&conn).2, micros);
         }
-        // An older kernel refusing an unprivileged raise: the error must carry the advice.
-        Err(err) => assert_busy_poll_refused_for_capability(&err, 50),
+        Err(err) => assert_busy_poll_refused_for_capability(&err, micros),
     }
 }
 
@@ -186,19 +191,7 @@ fn busy_poll_without_cap_net_admin_is_applied_or_refused_with_the_advice() {
     // (the value is then applied); older ones refuse with EPERM, which must be reported.
     thread::spawn(|| {
         drop_effective_capability(CAP_NET_ADMIN);
-        let (listener, addr) = listener();
-        let config = ConnectionConfig {
-            busy_poll_us: Some(75),
-            ..ConnectionConfig::default()
-        };
-        match connect(addr, &config) {
-            Ok(conn) => {
-                let _server = listener.accept().unwrap();
-                assert_eq!(conn.applied_socket_options().busy_poll_us, Some(75));
-                assert_eq!(kernel_values(&conn).2, 75);
-            }
-            Err(err) => assert_busy_poll_refused_for_capability(&err, 75),
-        }
+        busy_poll_is_applied_or_refused_with_the_advice(75);
     })
     .join()
     .unwrap();

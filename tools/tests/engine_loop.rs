@@ -221,6 +221,18 @@ fn answered_every_test_request(sessions: &[spinwire_engine::handoff::SessionFina
     }
 }
 
+/// An engine in `Blocking(None)` with one session, once it is Live.
+fn one_live_session(sim: &Sim, cfg: SessionConfig) -> Engine {
+    let mut engine = Engine::builder()
+        .session("one", DriverConfig::new(&sim.url), cfg, &[])
+        .poll_mode(PollMode::Blocking(None))
+        .spawn()
+        .expect("engine starts");
+    let mut events = Vec::new();
+    wait_all_live(&mut engine.strategies, &mut events);
+    engine
+}
+
 fn order_session() -> SessionConfig {
     let mut cfg = session(1000);
     cfg.orders = OrdersConfig {
@@ -252,13 +264,7 @@ fn an_order_pushed_while_the_engine_is_parked_wakes_it() {
     // No market data at all, heartbeats every second: the engine waits in epoll for up to a
     // second at a time. An order must go out at once, woken by the strategy's push.
     let sim = Sim::start(0, &[]);
-    let mut engine = Engine::builder()
-        .session("orders", DriverConfig::new(&sim.url), order_session(), &[])
-        .poll_mode(PollMode::Blocking(None))
-        .spawn()
-        .expect("engine starts");
-    let mut events = Vec::new();
-    wait_all_live(&mut engine.strategies, &mut events);
+    let mut engine = one_live_session(&sim, order_session());
     let ends = &mut engine.strategies[0];
     let mut answered = Vec::new();
     for tag in 1..=5u64 {
@@ -404,13 +410,7 @@ fn sessions_of_one_engine_and_of_two_instances_never_share_a_client_order_id() {
 fn control_commands_subscribe_unsubscribe_resync_stop_and_start_a_session() {
     let _serial = serial();
     let sim = Sim::start(2000, &[]);
-    let mut engine = Engine::builder()
-        .session("steered", DriverConfig::new(&sim.url), session(1000), &[])
-        .poll_mode(PollMode::Blocking(None))
-        .spawn()
-        .expect("engine starts");
-    let mut events = Vec::new();
-    wait_all_live(&mut engine.strategies, &mut events);
+    let mut engine = one_live_session(&sim, session(1000));
     let ends = &mut engine.strategies[0];
     let book = ChannelName::new("book.BTC-PERPETUAL.raw").unwrap();
     let send = |ends: &mut StrategyEnds, tag: u32, command: Control| {
