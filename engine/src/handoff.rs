@@ -411,9 +411,11 @@ impl EngineBuilder {
                     .enumerate()
                     .map(|(i, name)| {
                         let driver = engine.driver_stats(i);
+                        let last_error = engine.last_error(i);
                         let s = engine.session_mut(i);
                         SessionFinal {
                             name,
+                            last_error,
                             driver,
                             session: s.stats(),
                             state: s.state(),
@@ -555,6 +557,10 @@ pub struct SessionFinal {
     pub state: SessionState,
     /// The session's order counters (the same as `driver.orders`).
     pub orders: OrderStats,
+    /// The last connection error of the session, if any of its connections failed
+    /// (`connection to 127.0.0.1:9 refused`, a TLS or handshake error): what to tell a user
+    /// whose session never went `Live` ([`DriverStats::lives`] is 0).
+    pub last_error: Option<String>,
 }
 
 /// What [`EngineControl::shutdown`] returns.

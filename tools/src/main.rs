@@ -123,6 +123,14 @@ struct TapArgs {
     /// Heartbeat interval asked of the venue, seconds (Deribit: at least 10; with --venue).
     #[arg(long, value_name = "S", value_parser = parse_seconds, requires = "venue")]
     heartbeat: Option<f64>,
+    /// Seconds a connection may take to open — TCP, TLS and the WebSocket upgrade — before it
+    /// is dropped and tried again (default 10; with --venue).
+    #[arg(long, value_name = "S", value_parser = parse_seconds, requires = "venue")]
+    connect_timeout: Option<f64>,
+    /// Seconds authentication and the subscriptions may take once the connection is open
+    /// (default 10; with --venue).
+    #[arg(long, value_name = "S", value_parser = parse_seconds, requires = "venue")]
+    setup_timeout: Option<f64>,
     /// Log every session event (state changes included) and final counters.
     #[arg(short, long)]
     verbose: bool,
@@ -336,6 +344,12 @@ fn run_tap(args: TapArgs) -> ExitCode {
             session.heartbeat = Some(h);
             session.ping_after = h.max(Duration::from_millis(1));
             session.dead_after = (h / 2).max(Duration::from_millis(1));
+        }
+        if let Some(t) = args.connect_timeout {
+            session.connect_timeout = Duration::from_secs_f64(t).max(Duration::from_millis(1));
+        }
+        if let Some(t) = args.setup_timeout {
+            session.setup_timeout = Duration::from_secs_f64(t).max(Duration::from_millis(1));
         }
         let opts = spinwire_tools::tap::VenueTapOptions {
             url,

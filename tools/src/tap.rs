@@ -222,7 +222,8 @@ use spinwire_engine::md::{BookAction, BookFlags, InstrumentTable, MdRecord, Side
 use spinwire_engine::session::alerts::{AlertLimits, AlertRules};
 use spinwire_engine::session::driver::{DriverConfig, DriverError};
 use spinwire_engine::session::{
-    AuthMethod, CredentialError, Credentials, EventKind, SessionConfig, SessionEvent,
+    AuthMethod, CredentialError, Credentials, DisconnectCause, EventKind, SessionConfig,
+    SessionEvent, SessionState,
 };
 
 /// Most sessions `tap --venue` (and `demo`) run on one engine thread.
@@ -280,6 +281,10 @@ pub enum VenueTapError {
     /// A session failed for good.
     #[error("fatal: {0}")]
     Fatal(String),
+    /// A session never went live in the whole run (the text names it, the last connection
+    /// error and what to try).
+    #[error("{0}")]
+    NeverLive(String),
     /// The engine thread panicked.
     #[error("the engine thread panicked")]
     Panicked,
@@ -411,6 +416,9 @@ pub fn run_venue(
         .map(|_| AlertRules::new(AlertLimits::default()))
         .collect();
     let mut per_session = vec![0u64; n];
+    // Where each session was before the run's stop: what a session that never went live
+    // was stuck in.
+    let mut progress = vec![Progress::default(); n];
     let mut records = 0u64;
     let mut fatal: Option<String> = None;
     let mut stopping = false;
@@ -424,6 +432,9 @@ pub fn run_venue(
                 idle = false;
                 if let (EventKind::Fatal { reason, code }, None) = (e.kind, &fatal) {
                     fatal = Some(format!("session {i}: {reason:?} (error {code})"));
+                }
+                if !stopping {
+                    progress[i].observe(&e.kind);
                 }
                 log_event(log, i, &e, opts.verbose);
                 if let Some(a) = alerts[i].observe(&e) {
@@ -511,10 +522,119 @@ pub fn run_venue(
     if let Some(f) = fatal {
         return Err(VenueTapError::Fatal(f));
     }
+    if let Some(line) = never_live(&stats.sessions, &progress, &opts.url) {
+        return Err(VenueTapError::NeverLive(line));
+    }
     Ok(VenueTapSummary {
         records,
         per_session,
     })
+}
+
+/// How far a session got, from its events before the run's stop.
+#[derive(Debug, Clone, Copy, Default)]
+struct Progress {
+    /// The last step of opening a connection it entered (connecting, TLS, upgrade, auth,
+    /// subscribing).
+    state: Option<SessionState>,
+    /// Why its last connection ended.
+    cause: Option<DisconnectCause>,
+}
+
+impl Progress {
+    fn observe(&mut self, kind: &EventKind) {
+        match *kind {
+            // The furthest step of the latest attempt (not Backoff or Disconnected after it).
+            EventKind::StateChanged { to, .. }
+                if matches!(
+                    to,
+                    SessionState::Connecting
+                        | SessionState::TlsHandshake
+                        | SessionState::WsHandshake
+                        | SessionState::Authenticating
+                        | SessionState::Subscribing
+                ) =>
+            {
+                self.state = Some(to)
+            }
+            EventKind::Disconnected { cause } => self.cause = Some(cause),
+            _ => {}
+        }
+    }
+}
+
+/// One line for the first session that never went live in the run: its last connection error,
+/// or why its connections ended, or where it was stuck — and what to try; `None` when every
+/// session went live.
+fn never_live(
+    sessions: &[spinwire_engine::handoff::SessionFinal],
+    progress: &[Progress],
+    url: &str,
+) -> Option<String> {
+    let (i, s) = sessions
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.driver.lives == 0)?;
+    let p = progress.get(i).copied().unwrap_or_default();
+    let why = match (&s.last_error, p.cause, p.state) {
+        (Some(e), _, _) => {
+            return Some(format!(
+                "session {i} never went live on {url}: {e}{}",
+                connect_hint(url, e)
+            ))
+        }
+        (None, Some(c), _) => match c {
+            DisconnectCause::ConnectTimeout => "the connection did not open in time (TCP, TLS and \
+                the WebSocket upgrade; --connect-timeout)"
+                .to_owned(),
+            DisconnectCause::SetupTimeout => "authentication and the subscriptions did not \
+                complete in time"
+                .to_owned(),
+            c => format!("its connections ended: {}", c.as_str()),
+        },
+        (None, None, Some(state)) => format!("it was still {}", state.as_str()),
+        (None, None, None) => "it never started connecting".to_owned(),
+    };
+    let hint = match p.state {
+        Some(SessionState::TlsHandshake) if url.starts_with("wss://") => {
+            " (the TLS handshake got no answer: a wss:// URL to a plain port? try ws://)"
+        }
+        Some(SessionState::WsHandshake) => {
+            " (the WebSocket upgrade got no answer: is the path right, is it a WebSocket server?)"
+        }
+        Some(SessionState::Connecting) => " (the TCP connect got no answer: is the host right?)",
+        Some(SessionState::Authenticating) => {
+            " (no answer to public/auth: check the credentials and the venue)"
+        }
+        Some(SessionState::Subscribing) => {
+            " (no answer to the subscription, or a channel was refused: see request_failed above)"
+        }
+        _ => "",
+    };
+    Some(format!("session {i} never went live on {url}: {why}{hint}"))
+}
+
+/// What to try for a connection error, from its text and the URL's scheme.
+pub fn connect_hint(url: &str, error: &str) -> &'static str {
+    let tls = url.starts_with("wss://");
+    if error.contains("refused") {
+        " (nothing listens there: is the venue running, and are the host and port right?)"
+    } else if error.contains("certificate") {
+        " (check --ca-file, or the host name in the URL)"
+    } else if tls && (error.contains("TLS") || error.contains("corrupt")) {
+        " (a wss:// URL to a plain port? try ws://)"
+    } else if !tls
+        && (error.contains("handshake")
+            || error.contains("HTTP")
+            || error.contains("response")
+            || error.contains("without a WebSocket close frame"))
+    {
+        " (a ws:// URL to a TLS port? try wss://)"
+    } else if error.contains("timed out") || error.contains("timeout") {
+        " (the server accepted but never answered: check the URL and the venue)"
+    } else {
+        ""
+    }
 }
 
 /// A JSON string literal.
@@ -628,12 +748,19 @@ fn log_event(log: &mut impl Write, session: usize, e: &SessionEvent, verbose: bo
         ),
         EventKind::Disconnected { cause } => {
             let code = match cause {
-                spinwire_engine::session::DisconnectCause::PeerClosed { code } => code,
+                DisconnectCause::PeerClosed { code } => code,
+                DisconnectCause::Logout => 1000,
                 _ => 1006,
+            };
+            // The end of our own logout is the normal end of a run, not a warning.
+            let level = if cause == DisconnectCause::Logout {
+                "info"
+            } else {
+                "warn"
             };
             writeln!(
                 log,
-                "{{\"event\":\"disconnected\",\"session\":{s},\"level\":\"warn\",\"t_ms\":{t},\"cause\":\"{}\",\"close_code\":{code}}}",
+                "{{\"event\":\"disconnected\",\"session\":{s},\"level\":\"{level}\",\"t_ms\":{t},\"cause\":\"{}\",\"close_code\":{code}}}",
                 cause.as_str()
             )
         }

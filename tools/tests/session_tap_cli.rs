@@ -335,3 +335,96 @@ fn an_untrusted_certificate_ends_the_tap_non_zero_instead_of_retrying() {
     sim.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `spinwire tap --venue deribit --url URL --subscribe book... ARGS`, public (no credentials).
+fn tap_url(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_spinwire"))
+        .args(["tap", "--venue", "deribit", "--url", url])
+        .args(["--subscribe", "book.BTC-PERPETUAL.raw"])
+        .args(args)
+        .env_remove("SPINWIRE_CLIENT_ID")
+        .env_remove("SPINWIRE_CLIENT_SECRET")
+        .output()
+        .expect("run spinwire")
+}
+
+/// The last line of stderr, which must be the run's one-line verdict.
+fn verdict(out: &Output) -> String {
+    let log = stderr(out);
+    let last = log.lines().last().unwrap_or("").to_owned();
+    assert!(last.starts_with("spinwire tap: "), "{log}");
+    last
+}
+
+#[test]
+fn a_run_that_never_went_live_exits_non_zero_saying_what_failed_and_what_to_try() {
+    // Nothing listens: refused, retried for the whole run, then one line and a failure.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = tap_url(
+        &format!("ws://127.0.0.1:{port}/ws/api/v2"),
+        &["--seconds", "0.5"],
+    );
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let last = verdict(&out);
+    assert!(
+        last.contains("never went live")
+            && last.contains(&format!("127.0.0.1:{port} refused"))
+            && last.contains("nothing listens there"),
+        "{last}"
+    );
+    assert!(
+        lines(&out.stderr)
+            .iter()
+            .any(|e| e["cause"] == "connection_refused"),
+        "{}",
+        stderr(&out)
+    );
+
+    // wss:// to a plain port: the TLS handshake gets no answer until the connect timeout.
+    let plain = sim(|c| c.rate = 0);
+    let url = plain.url().replace("ws://", "wss://");
+    let out = tap_url(&url, &["--seconds", "1", "--connect-timeout", "0.3"]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let last = verdict(&out);
+    assert!(
+        last.contains("did not open in time") && last.contains("try ws://"),
+        "{last}"
+    );
+    plain.shutdown();
+
+    // ws:// to a TLS port: the server drops the plain upgrade request.
+    let dir = std::env::temp_dir().join(format!("spinwire-tap-tlsport-{}", std::process::id()));
+    let tls = sim(|c| c.tls = Some(TlsSetup::SelfSigned(dir.clone())));
+    let url = tls.url().replace("wss://", "ws://");
+    let out = tap_url(&url, &["--seconds", "0.5"]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(verdict(&out).contains("try wss://"), "{}", stderr(&out));
+    tls.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_clean_exit_ends_with_the_logout_at_info_level_not_a_warning() {
+    let sim = sim(|_| {});
+    let out = tap(&sim, SECRET, &["--seconds", "0.5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ev = lines(&out.stderr);
+    let last_disconnect = ev
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "disconnected")
+        .unwrap_or_else(|| panic!("no disconnected event: {}", stderr(&out)));
+    assert_eq!(last_disconnect["cause"], "logout", "{last_disconnect}");
+    assert_eq!(last_disconnect["level"], "info", "{last_disconnect}");
+    assert!(
+        !ev.iter()
+            .any(|e| e["event"] == "disconnected" && e["level"] == "warn"),
+        "a clean run loses no connection: {}",
+        stderr(&out)
+    );
+    sim.shutdown();
+}

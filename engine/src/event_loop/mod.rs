@@ -352,6 +352,12 @@ impl EventLoop {
         }
     }
 
+    /// Session `index`'s last connection error, as text (refused, TLS, handshake, I/O; or the
+    /// fatal one), if any of its connections failed. Cold path: formats.
+    pub fn last_error(&self, index: usize) -> Option<String> {
+        self.sessions[index].last_error().map(ToString::to_string)
+    }
+
     /// The clock every session runs on (`Copy`: share it with strategy threads).
     pub fn clock(&self) -> Clock {
         self.clock

@@ -200,6 +200,8 @@ pub struct DriverStats {
     pub turns: u64,
     /// Control commands taken from the Control ring.
     pub control_commands: u64,
+    /// Times the session went `Live` (0: it never did — see the last connection error).
+    pub lives: u64,
     /// Order requests popped from the OrderRequest ring.
     pub order_requests: u64,
     /// Order events pushed onto the OrderEvent ring.

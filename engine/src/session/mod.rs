@@ -182,8 +182,11 @@ pub enum DisconnectCause {
     },
     /// TCP/TLS ended without a close frame (FIN or RST; close code 1006).
     Abnormal,
-    /// The transport failed (connect refused, TLS error, I/O error).
+    /// The transport failed (TLS error, I/O error, reset).
     Transport,
+    /// Nothing listens at the venue's address (TCP connection refused): a wrong URL or port,
+    /// or the venue is down. Retried with backoff.
+    Refused,
     /// The server's TLS certificate was rejected (unknown issuer, wrong host name, expired):
     /// a configuration problem or an interception, not something a retry fixes. Fatal.
     Certificate,
@@ -216,6 +219,7 @@ impl DisconnectCause {
             DisconnectCause::PeerClosed { .. } => "peer_closed",
             DisconnectCause::Abnormal => "abnormal_closure",
             DisconnectCause::Transport => "transport_error",
+            DisconnectCause::Refused => "connection_refused",
             DisconnectCause::Certificate => "certificate_rejected",
             DisconnectCause::Handshake => "handshake_refused",
             DisconnectCause::Protocol => "protocol_error",
@@ -971,7 +975,15 @@ impl Session {
             SessionState::Draining => {
                 self.reset_connection(now);
                 self.stats.disconnects += 1;
-                self.push_event(now, EventKind::Disconnected { cause });
+                // Whatever ended it (the venue's close after `private/logout`, or a plain
+                // close), the connection ended because we logged out.
+                let _ = cause;
+                self.push_event(
+                    now,
+                    EventKind::Disconnected {
+                        cause: DisconnectCause::Logout,
+                    },
+                );
                 self.timers.stop_all();
                 self.set_state(now, SessionState::Disconnected);
             }

@@ -119,6 +119,8 @@ pub(crate) struct SessionRunner {
     pub(crate) recorder: Option<Recorder>,
     /// The connection error that made the session fail for good.
     pub(crate) fatal_error: Option<ConnError>,
+    /// The last connection error that was not fatal (what a run that never got live reports).
+    last_error: Option<ConnError>,
 }
 
 impl SessionRunner {
@@ -150,6 +152,7 @@ impl SessionRunner {
             deadline: None,
             recorder: None,
             fatal_error: None,
+            last_error: None,
         }
     }
 
@@ -516,13 +519,21 @@ impl SessionRunner {
         }
     }
 
-    /// The connection failed with `e`: tells the session; keeps `e` when it is fatal.
+    /// The connection failed with `e`: tells the session; keeps `e` when it is fatal, and as
+    /// the last connection error otherwise (cold path: a failed connection).
     fn lost(&mut self, now: u64, e: ConnError) {
         let cause = cause_of(&e);
+        self.session.handle_disconnected(now, cause);
         if cause == DisconnectCause::Certificate {
             self.fatal_error = Some(e);
+        } else {
+            self.last_error = Some(e);
         }
-        self.session.handle_disconnected(now, cause);
+    }
+
+    /// The last connection error (refused, TLS, handshake, I/O), if any connection failed.
+    pub(crate) fn last_error(&self) -> Option<&ConnError> {
+        self.fatal_error.as_ref().or(self.last_error.as_ref())
     }
 
     fn drop_conn(&mut self, reactor: &mut Reactor<ConnSlot>) {
@@ -563,8 +574,9 @@ impl SessionRunner {
     fn drain_events(&mut self) {
         let rings = &mut self.rings;
         while let Some(e) = self.session.poll_event() {
-            if let (EventKind::Live { downtime_ns }, Some(r)) = (e.kind, &mut self.recorder) {
-                if downtime_ns > 0 {
+            if let EventKind::Live { downtime_ns } = e.kind {
+                self.stats.lives += 1;
+                if let (true, Some(r)) = (downtime_ns > 0, &mut self.recorder) {
                     r.record(Stage::ReconnectDowntime, downtime_ns);
                 }
             }
@@ -632,6 +644,7 @@ fn outcome_of(r: Result<(), SessionError>) -> ControlOutcome {
 fn cause_of(e: &ConnError) -> DisconnectCause {
     match e {
         ConnError::Transport(TransportError::Certificate { .. }) => DisconnectCause::Certificate,
+        ConnError::Transport(TransportError::Refused { .. }) => DisconnectCause::Refused,
         ConnError::Transport(_) | ConnError::Config(_) => DisconnectCause::Transport,
         ConnError::Handshake(_) | ConnError::ResponseTooLarge => DisconnectCause::Handshake,
         ConnError::Protocol(_) => DisconnectCause::Protocol,
