@@ -123,9 +123,9 @@ struct TapArgs {
     /// Heartbeat interval asked of the venue, seconds (Deribit: at least 10; with --venue).
     #[arg(long, value_name = "S", value_parser = parse_seconds, requires = "venue")]
     heartbeat: Option<f64>,
-    /// Seconds a connection may take to open — TCP, TLS and the WebSocket upgrade — before it
-    /// is dropped and tried again (default 10; with --venue).
-    #[arg(long, value_name = "S", value_parser = parse_seconds, requires = "venue")]
+    /// Seconds a connection may take to open — TCP, TLS and the WebSocket upgrade (default
+    /// 10). With --venue it is dropped and tried again; with --raw the run fails.
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
     connect_timeout: Option<f64>,
     /// Seconds authentication and the subscriptions may take once the connection is open
     /// (default 10; with --venue).
@@ -377,6 +377,7 @@ fn run_tap(args: TapArgs) -> ExitCode {
         ca_file: args.ca_file,
         count: args.count,
         seconds: args.seconds,
+        connect_timeout: Duration::from_secs_f64(args.connect_timeout.unwrap_or(10.0)),
     };
     match spinwire_tools::tap::run_raw(&opts, &mut out, &mut std::io::stderr()) {
         Ok(_) => ExitCode::SUCCESS,

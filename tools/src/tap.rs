@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use spinwire_engine::connection::{
-    ConnError, ConnectionConfig, Drive, Endpoint, EndpointError, Event, WsConnection,
+    ConnError, ConnectionConfig, Drive, Endpoint, EndpointError, Event, Phase, WsConnection,
 };
 use spinwire_engine::reactor::{PollMode, Reactor};
 use spinwire_engine::transport::TransportError;
@@ -43,6 +43,8 @@ pub struct TapOptions {
     pub count: Option<u64>,
     /// Exit 0 after this long.
     pub seconds: Option<f64>,
+    /// How long the connection may take to open (TCP, TLS and the WebSocket upgrade).
+    pub connect_timeout: Duration,
 }
 
 /// Why `tap` failed; the text is the one line printed.
@@ -58,12 +60,25 @@ pub enum TapError {
     #[error("TLS verification failed: {0} (for a private CA pass --ca-file PATH)")]
     Certificate(TransportError),
     /// The HTTP upgrade failed.
-    #[error("WebSocket handshake with {url} failed: {source}")]
+    #[error("WebSocket handshake with {url} failed: {source}{hint}")]
     Handshake {
         /// The URL tried.
         url: String,
         /// What went wrong.
         source: ConnError,
+        /// What to try.
+        hint: &'static str,
+    },
+    /// The connection did not open in time (or before the run's end): the server accepted
+    /// and never answered, or answers another protocol.
+    #[error("{url}: {what}{hint}")]
+    NotOpen {
+        /// The URL tried.
+        url: String,
+        /// What was still waiting.
+        what: String,
+        /// What to try.
+        hint: &'static str,
     },
     /// The connection failed after it was open.
     #[error("connection lost: {0}")]
@@ -112,9 +127,10 @@ pub fn run_raw(
         })?;
     let _ = writeln!(log, "tap: connecting to {} ({addr})", opts.url);
 
+    let started = Instant::now();
     let deadline = opts
         .seconds
-        .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+        .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
     let mut messages = 0u64;
     let mut open = false;
     let mut closing_since: Option<Instant> = None;
@@ -124,11 +140,35 @@ pub fn run_raw(
         let done_by_count = opts.count.is_some_and(|n| messages >= n);
         let done_by_time = deadline.is_some_and(|d| Instant::now() >= d);
         let conn = reactor.get_mut(token).expect("the one slot");
+        let too_slow = !open && started.elapsed() >= opts.connect_timeout;
+        if !open && (too_slow || done_by_time || write_failed) {
+            // Never opened: a failure, whatever ended the wait.
+            let phase = conn.phase();
+            conn.abort();
+            let tls = opts.url.starts_with("wss://");
+            let (what, hint) = match phase {
+                Phase::Connecting if tls => (
+                    "the TCP connect or the TLS handshake got no answer",
+                    " (a wss:// URL to a plain port? try ws://)",
+                ),
+                Phase::Connecting => ("the TCP connect got no answer", " (is the host right?)"),
+                _ => (
+                    "the WebSocket upgrade got no answer",
+                    if tls {
+                        " (is the path right, is it a WebSocket server?)"
+                    } else {
+                        " (a ws:// URL to a TLS port? try wss://; or is the path wrong?)"
+                    },
+                ),
+            };
+            let waited = started.elapsed().as_secs_f64();
+            return Err(TapError::NotOpen {
+                url: opts.url.clone(),
+                what: format!("not open after {waited:.1} s: {what}"),
+                hint,
+            });
+        }
         if (done_by_count || done_by_time || write_failed) && closing_since.is_none() {
-            if !open {
-                conn.abort();
-                return Ok(TapSummary { messages });
-            }
             let _ = writeln!(log, "tap: done after {messages} messages; closing");
             let _ = conn.close(1000, "done");
             closing_since = Some(Instant::now());
@@ -209,6 +249,7 @@ fn classify(url: &str, e: ConnError, open: bool) -> TapError {
         ConnError::Transport(t @ TransportError::Certificate { .. }) => TapError::Certificate(t),
         e if !open => TapError::Handshake {
             url: url.to_owned(),
+            hint: connect_hint(url, &e.to_string()),
             source: e,
         },
         e => TapError::Lost(e),

@@ -161,3 +161,92 @@ fn bad_url_is_refused_before_connecting() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("ws:// or wss://"), "{}", stderr(&out));
 }
+
+/// A server that accepts and never answers (holds the connection for `hold`).
+fn silent_server(hold: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Ok((sock, _)) = listener.accept() {
+            std::thread::sleep(hold);
+            drop(sock);
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_server_that_never_answers_fails_the_run_at_the_connect_timeout_not_exit_0() {
+    // Without a timeout the run would wait for --seconds, then exit 0 as if all went well.
+    let addr = silent_server(Duration::from_secs(10));
+    let started = Instant::now();
+    let out = tap(&[
+        "--raw",
+        &format!("ws://{addr}/"),
+        "--seconds",
+        "8",
+        "--connect-timeout",
+        "0.4",
+    ]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "ended by the timeout"
+    );
+    let log = stderr(&out);
+    let last = log.lines().last().unwrap_or("");
+    assert!(
+        last.contains("not open after") && last.contains("upgrade got no answer"),
+        "{log}"
+    );
+
+    // The run's --seconds end before the connection opened: a failure too.
+    let addr = silent_server(Duration::from_secs(10));
+    let out = tap(&["--raw", &format!("ws://{addr}/"), "--seconds", "0.4"]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not open after"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_wrong_scheme_for_a_port_is_named_with_the_scheme_to_try() {
+    let plain = Simulator::start(SimConfig {
+        rate: 0,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let out = tap(&[
+        "--raw",
+        &plain.url().replace("ws://", "wss://"),
+        "--connect-timeout",
+        "0.4",
+    ]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let log = stderr(&out);
+    assert!(
+        log.lines().last().unwrap_or("").contains("try ws://"),
+        "{log}"
+    );
+    plain.shutdown();
+
+    let dir = std::env::temp_dir().join(format!("spinwire-tap-raw-tls-{}", std::process::id()));
+    let tls = Simulator::start(SimConfig {
+        rate: 0,
+        tls: Some(TlsSetup::SelfSigned(dir.clone())),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let out = tap(&[
+        "--raw",
+        &tls.url().replace("wss://", "ws://"),
+        "--connect-timeout",
+        "2",
+    ]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let log = stderr(&out);
+    assert!(
+        log.lines().last().unwrap_or("").contains("try wss://"),
+        "{log}"
+    );
+    tls.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
