@@ -64,8 +64,8 @@ pub enum TapError {
     Handshake {
         /// The URL tried.
         url: String,
-        /// What went wrong.
-        source: ConnError,
+        /// What went wrong (boxed: large, and a cold path).
+        source: Box<ConnError>,
         /// What to try.
         hint: &'static str,
     },
@@ -250,7 +250,7 @@ fn classify(url: &str, e: ConnError, open: bool) -> TapError {
         e if !open => TapError::Handshake {
             url: url.to_owned(),
             hint: connect_hint(url, &e.to_string()),
-            source: e,
+            source: Box::new(e),
         },
         e => TapError::Lost(e),
     }
