@@ -44,7 +44,9 @@ use spinwire_engine::md::{Fixed, InstrumentId, InstrumentTable};
 use spinwire_engine::orders::journal::JournalConfig;
 use spinwire_engine::orders::{OrderRateLimit, OrderStats, OrdersConfig};
 use spinwire_engine::session::driver::DriverConfig;
-use spinwire_engine::session::{BackoffConfig, CredentialError, Credentials, SessionConfig};
+use spinwire_engine::session::{
+    BackoffConfig, CredentialError, Credentials, FatalReason, SessionConfig,
+};
 use spinwire_engine::strategy::{QuoteConfig, QuotingStrategy, StrategyCounters};
 use spinwire_engine::venue::deribit::CodScope;
 use spinwire_latency_reports::{ReportError, RunInfo, RunWriter, StageData};
@@ -135,6 +137,10 @@ pub enum DemoError {
     /// The strategy thread panicked (a bug).
     #[error("the strategy thread panicked")]
     StrategyPanicked,
+    /// A session never went live or failed for good (the text says which, why and what to
+    /// try); the summary and report were still written.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Per-stage percentiles of the summary, ns.
@@ -719,6 +725,30 @@ pub fn run(
             path: path.clone(),
             source,
         })?;
+    }
+    // The summary and report are written; now the run's verdict: a session that never went
+    // live, or failed for good, fails the run (a script must not read "messages 0" as success).
+    if let Some((i, s)) = stats
+        .sessions
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.state == spinwire_engine::session::SessionState::Failed)
+    {
+        let why = match (s.driver.fatal, &s.last_error) {
+            (Some((FatalReason::InvalidCredentials, code)), _) => format!(
+                "the venue refused the credentials (error {code}): check SPINWIRE_CLIENT_ID and \
+                 SPINWIRE_CLIENT_SECRET"
+            ),
+            (Some((reason, code)), _) => format!("{reason:?} (error {code})"),
+            (None, Some(e)) => e.clone(),
+            (None, None) => "a fatal answer from the venue".to_owned(),
+        };
+        return Err(DemoError::Failed(format!(
+            "session {i} failed for good on {url}: {why}"
+        )));
+    }
+    if let Some(line) = crate::tap::never_live_line(&stats.sessions, &url) {
+        return Err(DemoError::Failed(line));
     }
     Ok(summary)
 }

@@ -604,6 +604,16 @@ impl Progress {
     }
 }
 
+/// One line for the first session that never went live in a run whose events were not
+/// followed (the demo): its last connection error and what to try; `None` when every session
+/// went live.
+pub fn never_live_line(
+    sessions: &[spinwire_engine::handoff::SessionFinal],
+    url: &str,
+) -> Option<String> {
+    never_live(sessions, &[], url)
+}
+
 /// One line for the first session that never went live in the run: its last connection error,
 /// or why its connections ended, or where it was stuck — and what to try; `None` when every
 /// session went live.
@@ -634,6 +644,10 @@ fn never_live(
             c => format!("its connections ended: {}", c.as_str()),
         },
         (None, None, Some(state)) => format!("it was still {}", state.as_str()),
+        (None, None, None) if s.session.connections > 0 => format!(
+            "it connected {} time(s), but authentication or the subscriptions never completed",
+            s.session.connections
+        ),
         (None, None, None) => "it never started connecting".to_owned(),
     };
     let hint = match p.state {

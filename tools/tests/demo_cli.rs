@@ -202,3 +202,73 @@ fn demo_interrupted_by_sigint_still_writes_its_summary_and_report() {
     assert!(dir.join("report/index.html").is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `spinwire demo --url URL --venue deribit --seconds 1 ARGS` with `env`, in `dir`.
+fn demo_external(dir: &Path, url: &str, env: &[(&str, &str)], extra: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spinwire"));
+    cmd.args(["demo", "--seconds", "1", "--venue", "deribit", "--url", url])
+        .arg("--summary-json")
+        .arg(dir.join("summary.json"))
+        .arg("--report-dir")
+        .arg(dir.join("report"))
+        .args(extra)
+        .env_remove("SPINWIRE_CLIENT_ID")
+        .env_remove("SPINWIRE_CLIENT_SECRET");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run spinwire demo")
+}
+
+fn last_stderr_line(out: &Output) -> String {
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    log.lines().last().unwrap_or("").to_owned()
+}
+
+#[test]
+fn a_demo_that_never_went_live_or_failed_for_good_exits_non_zero_saying_why() {
+    // Nothing listens: not "messages 0" and exit 0, but the reason, after the summary.
+    let dir = scratch("refused");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = demo_external(&dir, &format!("ws://127.0.0.1:{port}/ws/api/v2"), &[], &[]);
+    assert!(!out.status.success());
+    let last = last_stderr_line(&out);
+    assert!(
+        last.starts_with("spinwire demo: session 0 never went live") && last.contains("refused"),
+        "{last}"
+    );
+    assert!(
+        dir.join("summary.json").exists(),
+        "the summary is still written"
+    );
+
+    // Credentials the venue refuses, with --quote: failed for good, named as such.
+    let sim = spinwire_tools::sim::Simulator::start(spinwire_tools::sim::SimConfig {
+        credentials: vec![("right-id".into(), "right-secret".into())],
+        rate: 100,
+        ..spinwire_tools::sim::SimConfig::default()
+    })
+    .unwrap();
+    let dir = scratch("badcreds");
+    let out = demo_external(
+        &dir,
+        &sim.url(),
+        &[
+            ("SPINWIRE_CLIENT_ID", "wrong-id"),
+            ("SPINWIRE_CLIENT_SECRET", "wrong-secret"),
+        ],
+        &["--quote"],
+    );
+    assert!(!out.status.success());
+    let last = last_stderr_line(&out);
+    assert!(
+        last.contains("failed for good") && last.contains("refused the credentials"),
+        "{last}"
+    );
+    assert!(!last.contains("wrong-secret"), "no secret in the output");
+    sim.shutdown();
+}

@@ -202,6 +202,8 @@ pub struct DriverStats {
     pub control_commands: u64,
     /// Times the session went `Live` (0: it never did — see the last connection error).
     pub lives: u64,
+    /// Why the session failed for good, with the venue's error code, if it did.
+    pub fatal: Option<(super::FatalReason, i64)>,
     /// Order requests popped from the OrderRequest ring.
     pub order_requests: u64,
     /// Order events pushed onto the OrderEvent ring.

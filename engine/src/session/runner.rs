@@ -574,6 +574,9 @@ impl SessionRunner {
     fn drain_events(&mut self) {
         let rings = &mut self.rings;
         while let Some(e) = self.session.poll_event() {
+            if let EventKind::Fatal { reason, code } = e.kind {
+                self.stats.fatal = Some((reason, code));
+            }
             if let EventKind::Live { downtime_ns } = e.kind {
                 self.stats.lives += 1;
                 if let (true, Some(r)) = (downtime_ns > 0, &mut self.recorder) {
