@@ -481,6 +481,8 @@ fn run(args: &OrdersArgs, out: &mut impl Write) -> Result<bool, String> {
     let mut cancel_all_sent = false;
     // Order events printed (counted from the first popped), and popped but not yet printed.
     let mut printed = 0u64;
+    // The venue's error code when it refused the book subscription (the reference price).
+    let mut subscribe_refused: Option<i64> = None;
     let mut held: std::collections::VecDeque<OrderEvent> = std::collections::VecDeque::new();
     // Consecutive loop turns spent waiting for a mark.
     let mut held_spins = 0u32;
@@ -497,6 +499,10 @@ fn run(args: &OrdersArgs, out: &mut impl Write) -> Result<bool, String> {
                 EventKind::Fatal { reason, code } => {
                     failed = Some(format!("session failed: {reason:?} (code {code})"))
                 }
+                EventKind::RequestFailed {
+                    request: spinwire_engine::session::RequestKind::Subscribe,
+                    code,
+                } => subscribe_refused = Some(code),
                 _ => {}
             }
             if args.verbose {
@@ -587,11 +593,30 @@ fn run(args: &OrdersArgs, out: &mut impl Write) -> Result<bool, String> {
             }
         }
         if Instant::now() > deadline {
-            eprintln!(
-                "spinwire orders: {} s passed with {} orders not final",
-                args.seconds,
-                st.orders.values().filter(|o| !o.is_final()).count()
-            );
+            if st.placed == 0 && st.reference.is_none() {
+                // Nothing was placed because no price ever came: say that, not "0 not final".
+                let why = match (first_live, subscribe_refused) {
+                    (None, _) => "the session never went live".to_owned(),
+                    (Some(_), Some(code)) => format!(
+                        "the venue refused the book subscription for {} (error {code}): is the \
+                         instrument listed?",
+                        args.instrument
+                    ),
+                    (Some(_), None) => format!("no book data for {} arrived", args.instrument),
+                };
+                eprintln!(
+                    "spinwire orders: no order placed in {} s: no reference price, {why} \
+                     (--price P places without market data)",
+                    args.seconds
+                );
+            } else {
+                eprintln!(
+                    "spinwire orders: {} s passed with {} of {} placed orders not final",
+                    args.seconds,
+                    st.orders.values().filter(|o| !o.is_final()).count(),
+                    st.placed
+                );
+            }
             break false;
         }
         if !busy {

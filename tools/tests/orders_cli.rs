@@ -127,3 +127,29 @@ fn orders_help_names_the_journal_and_the_exit_rule() {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
 }
+
+#[test]
+fn orders_for_an_unknown_instrument_end_saying_no_price_came_and_why() {
+    let sim = Simulator::start(sim_config()).expect("simulator starts");
+    let out = Command::new(env!("CARGO_BIN_EXE_spinwire"))
+        .args(["orders", "--url", &sim.url(), "--count", "3"])
+        .args(["--instrument", "NOPE-PERP", "--seconds", "1.5"])
+        .args(["--client-credentials", "--heartbeat", "0.2"])
+        .env("SPINWIRE_CLIENT_ID", orders_harness::ID)
+        .env("SPINWIRE_CLIENT_SECRET", orders_harness::SECRET)
+        .output()
+        .expect("run spinwire orders");
+    assert!(!out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("spinwire orders:"))
+        .unwrap_or_else(|| panic!("no verdict line: {log}"));
+    assert!(
+        line.contains("no order placed")
+            && line.contains("refused the book subscription for NOPE-PERP")
+            && line.contains("--price"),
+        "{line}"
+    );
+    sim.shutdown();
+}
