@@ -314,6 +314,18 @@ pub fn run(
             opts.seconds
         )));
     }
+    if let Some(path) = &opts.summary_json {
+        // Written after the run: a path that cannot be written must fail before it.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|source| DemoError::Io {
+                path: path.clone(),
+                source,
+            })?;
+    }
     let n_sessions = crate::tap::check_sessions(opts.sessions).map_err(DemoError::Usage)?;
     let started_wall = SystemTime::now();
     let run_name = run_name(started_wall);

@@ -31,6 +31,7 @@ enum Command {
     /// Run the whole system for a few seconds: in-process simulator over TLS, the engine and
     /// the example quoting strategy, with faults, a live progress line, a summary and a
     /// latency report (the default command).
+    #[command(allow_negative_numbers = true)]
     Demo(DemoArgs),
     /// Run a venue simulator (Deribit JSON-RPC v2 over ws/wss on /ws/api/v2).
     #[command(after_long_help = FAULTS_HELP)]
@@ -41,11 +42,13 @@ enum Command {
     /// Connect to a WebSocket URL with spinwire's engine and print every message received: one
     /// line per message on stdout (text as is, binary as base64), connection events on stderr.
     /// With --venue deribit: run a full venue session and print decoded market data as JSON.
+    #[command(allow_negative_numbers = true)]
     Tap(TapArgs),
     /// Run an engine session that places limit orders (some cancelled or edited), print each
     /// order event as a JSON line and a summary line; exit 0 once every order is final. With
     /// --journal, a restart after a crash reconciles the earlier run's orders first.
     /// Credentials: SPINWIRE_CLIENT_ID / SPINWIRE_CLIENT_SECRET.
+    #[command(allow_negative_numbers = true)]
     Orders(orders_cli::OrdersArgs),
 }
 
@@ -205,8 +208,8 @@ struct SimArgs {
     /// Venue protocol to simulate.
     #[arg(long, value_enum, default_value = "deribit")]
     venue: Venue,
-    /// Address to listen on, e.g. 127.0.0.1:8443 (port 0 picks a free one).
-    #[arg(long)]
+    /// Address to listen on, e.g. 127.0.0.1:8443 or localhost:8443 (port 0 picks a free one).
+    #[arg(long, value_parser = parse_listen)]
     listen: SocketAddr,
     /// Serve wss with a fresh CA + server certificate written to DIR (ca.pem, server.pem,
     /// server.key); clients trust DIR/ca.pem.
@@ -261,6 +264,21 @@ struct SimArgs {
     /// Synthetic price levels per book side.
     #[arg(long, default_value_t = 20)]
     depth: usize,
+}
+
+/// `HOST:PORT` for `sim --listen`: an IP address, or a host name resolved once (its first
+/// address: `localhost` is 127.0.0.1 or ::1).
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let mut addrs = s
+        .to_socket_addrs()
+        .map_err(|e| format!("`{s}` is not HOST:PORT ({e})"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("`{s}` resolves to no address"))
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {

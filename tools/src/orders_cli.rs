@@ -92,8 +92,8 @@ pub struct OrdersArgs {
     /// cancels before exiting: nothing is left resting at the venue.
     #[arg(long)]
     pub cancel_at_end: bool,
-    /// Client-side limit of order requests per second (burst the same).
-    #[arg(long, default_value_t = 20)]
+    /// Client-side limit of order requests per second (burst the same; at least 1).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub order_rate: u32,
     /// Heartbeat interval asked of the venue, seconds (Deribit: at least 10).
     #[arg(long, value_name = "S", default_value_t = 10.0, value_parser = positive)]

@@ -86,6 +86,16 @@ impl Simulator {
         if cfg.instruments.len() > u16::MAX as usize {
             return Err(SimError::Config("too many instruments".into()));
         }
+        if let Some(path) = &cfg.ledger_path {
+            // Written at shutdown: a path that cannot be written must fail now, not lose the
+            // whole ledger then.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)
+                .map_err(|e| SimError::io(format!("ledger file {}", path.display()), e))?;
+        }
         let (tls, ca_file) = match &cfg.tls {
             Some(setup) => {
                 let (c, ca) = tls::server_config(setup)?;

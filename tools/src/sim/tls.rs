@@ -76,7 +76,7 @@ pub fn write_self_signed(dir: &Path) -> Result<SelfSignedFiles, SimError> {
     let write = |p: &Path, s: String| std::fs::write(p, s).map_err(|e| SimError::io(p, e));
     write(&files.ca, ca_cert.pem())?;
     write(&files.cert, server_cert.pem())?;
-    write(&files.key, server_key.serialize_pem())?;
+    write_private(&files.key, server_key.serialize_pem())?;
     Ok(files)
 }
 
@@ -112,4 +112,22 @@ pub fn server_config(
         .with_single_cert(chain, key)
         .map_err(|e| SimError::Tls(e.to_string()))?;
     Ok((Arc::new(config), ca))
+}
+
+/// Writes a private key readable by its owner only (mode 0600, set when the file is created,
+/// and again on an existing file), so no other user of the machine can read it.
+fn write_private(path: &Path, pem: String) -> Result<(), SimError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| SimError::io(path, e))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| SimError::io(path, e))?;
+    f.write_all(pem.as_bytes())
+        .map_err(|e| SimError::io(path, e))
 }
