@@ -1005,3 +1005,71 @@ fn tls13_records_split_at_every_byte_are_delivered() {
 fn tls12_records_split_at_every_byte_are_delivered() {
     data_with_the_handshake(TLS12, true);
 }
+
+// ---- a fatal receive error held back behind delivered data blocks writes at once ----
+
+/// The server sends a good record and a forged one in one write; the client reads (the good
+/// data arrives, the failure is held back behind it), then tries to send an order. Returns
+/// what the client's read, write and flush said, and every record the server got.
+fn write_after_a_bad_record_held_back(
+    versions: &'static [&'static SupportedProtocolVersion],
+) -> (ReadStatus, Result<usize, TransportError>, Sent) {
+    let pki = Pki::new("held-back-ca");
+    let config = extractable(&pki, versions);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        sock.set_read_timeout(Some(DEADLINE)).unwrap();
+        let (mut tx, mut rx) = server_handshake(config, &mut sock);
+        let mut records = tx.seal(APP_DATA, b"fill: 10 @ 60000");
+        let mut forged = tx.seal(APP_DATA, b"a record whose tag does not verify");
+        let last = forged.len() - 1;
+        forged[last] ^= 0x40;
+        records.extend_from_slice(&forged);
+        sock.write_all(&records).unwrap();
+        client_sent(&mut sock, &mut rx)
+    });
+    let client = pki.client_config();
+    let mut t = connect(addr, &client, TransportOptions::default());
+    let mut buf = vec![0u8; 64 * 1024];
+    let start = Instant::now();
+    let status = loop {
+        assert!(start.elapsed() < DEADLINE, "client read timed out");
+        match t.read_plaintext(&mut buf) {
+            Ok(s) if s.read() > 0 => break s,
+            Ok(_) => thread::sleep(Duration::from_micros(200)),
+            Err(e) => panic!("the good record's data must come first: {e}"),
+        }
+    };
+    assert_eq!(&buf[..status.read()], b"fill: 10 @ 60000");
+    // The strategy reacts to the fill with an order: it must not leave.
+    let written = t.write_plaintext(b"private/buy BTC-PERPETUAL 10");
+    let _ = t.flush();
+    let _ = t.close();
+    drop(t);
+    (status, written, server.join().unwrap())
+}
+
+#[test]
+fn no_order_leaves_after_a_bad_record_held_back_behind_good_data() {
+    for versions in [TLS13, TLS12] {
+        let (_status, written, sent) = write_after_a_bad_record_held_back(versions);
+        match &written {
+            Err(TransportError::Tls { .. }) => {}
+            other => panic!(
+                "{versions:?}: the write must fail with the held-back TLS error, got {other:?}"
+            ),
+        }
+        assert!(
+            !sent.iter().flatten().any(
+                |(typ, body)| *typ == APP_DATA && body.windows(11).any(|w| w == b"private/buy")
+            ),
+            "{versions:?}: the order reached the server: {sent:?}"
+        );
+        assert!(
+            alerts(&sent).contains(&fatal(AlertDescription::BadRecordMac)),
+            "{versions:?}: the server is told why: {sent:?}"
+        );
+    }
+}

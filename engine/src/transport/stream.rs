@@ -1023,6 +1023,7 @@ impl Transport {
     /// case it flushes first; call [`Transport::flush`] after queueing a turn's output. TLS puts
     /// each call's bytes into records of their own (up to 16 KiB each): queue a message whole.
     pub fn write_plaintext(&mut self, src: &[u8]) -> Result<usize, TransportError> {
+        self.take_deferred()?;
         self.check_writable()?;
         if src.is_empty() {
             return Ok(0);
@@ -1051,6 +1052,7 @@ impl Transport {
 
     /// Sends queued bytes until the queue is empty or the socket would block.
     pub fn flush(&mut self) -> Result<Flush, TransportError> {
+        self.take_deferred()?;
         if self.failed {
             return Err(TransportError::Closed { peer: self.peer });
         }
@@ -1131,6 +1133,17 @@ impl Transport {
     }
 
     /// Writes are allowed only while established.
+    /// A fatal receive error held back behind bytes already delivered (a bad record MAC, a
+    /// fatal alert, after good data in the same read) ends the transport at once for writes
+    /// too: nothing the caller queues in reaction to the delivered bytes (an order) may leave
+    /// after it. The peer gets the alert.
+    fn take_deferred(&mut self) -> Result<(), TransportError> {
+        match self.deferred.take() {
+            Some(e) => Err(self.fail(e)),
+            None => Ok(()),
+        }
+    }
+
     fn check_writable(&self) -> Result<(), TransportError> {
         match self.phase {
             _ if self.failed => Err(TransportError::Closed { peer: self.peer }),
