@@ -1177,6 +1177,22 @@ impl Transport {
                     let _ = flush_out(&mut self.sock, &mut self.out, self.peer);
                 }
             }
+            if let (TransportError::KeysExhausted { .. }, Some(tls)) = (&e, self.tls.as_mut()) {
+                // TLS 1.2 at its key's limit: end cleanly, with close_notify (the last
+                // sequence number was kept for it), so the peer sees no truncation.
+                if let TlsState::Traffic(traffic) = &mut tls.state {
+                    if !tls.close_notify_queued {
+                        let sealed = seal_control(
+                            traffic,
+                            &mut self.out,
+                            ALERT,
+                            &[ALERT_LEVEL_WARNING, AlertDescription::CloseNotify.into()],
+                        );
+                        tls.close_notify_queued = sealed.is_ok();
+                    }
+                }
+                let _ = flush_out(&mut self.sock, &mut self.out, self.peer);
+            }
         }
         e
     }
@@ -1597,12 +1613,15 @@ fn seal_app_data(
 ) -> Result<usize, TransportError> {
     let mut accepted = 0;
     while accepted < src.len() {
-        if t.tx.seq() >= t.tx_limit {
-            if t.version == Version::Tls12 {
+        if t.version == Version::Tls12 {
+            // TLS 1.2 cannot renew its keys: stop one record short of the limit, so that the
+            // close_notify that ends the connection is still sealed under it.
+            if t.tx.seq().saturating_add(1) >= t.tx_limit {
                 return Err(TransportError::KeysExhausted {
                     host: host.to_owned(),
                 });
             }
+        } else if t.tx.seq() >= t.tx_limit {
             update_tx_keys(t, out).map_err(|e| TransportError::from_tls(host, e))?;
         }
         let room = out.free().saturating_sub(CONTROL_RESERVE);
@@ -1824,7 +1843,7 @@ mod own_key_update_tests {
 
     #[test]
     fn tls12_stops_sending_at_the_limit_with_keys_exhausted() {
-        let (mut t, _server) = start(&rustls::version::TLS12);
+        let (mut t, server) = start(&rustls::version::TLS12);
         // The key already sealed the client's Finished.
         let start_seq = sending_seq(&mut t);
         let mut sent = 0;
@@ -1841,12 +1860,20 @@ mod own_key_update_tests {
         };
         assert_eq!(
             sent as u64,
-            LIMIT - start_seq,
-            "records sent under the one key"
+            LIMIT - 1 - start_seq,
+            "records sent under the one key, the last sequence number kept for close_notify"
         );
         assert!(
             matches!(err, TransportError::KeysExhausted { ref host } if host == "localhost"),
             "{err:?}"
+        );
+        assert_eq!(sending_seq(&mut t), LIMIT, "close_notify took the last one");
+        drop(t);
+        // The server read a clean end (close_notify), not a truncation, before all it wanted.
+        let end = server.join().unwrap().unwrap_err();
+        assert!(
+            end.contains("fill whole buffer") && !end.contains("close_notify"),
+            "{end}"
         );
     }
 }
