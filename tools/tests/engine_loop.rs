@@ -561,3 +561,64 @@ fn sched_fifo_is_applied_to_the_engine_thread_or_refused_naming_the_setting() {
         Err(e) => panic!("unexpected: {e}"),
     }
 }
+
+#[test]
+fn a_burst_larger_than_one_turns_batch_is_taken_whole_while_the_engine_waits() {
+    let _serial = serial();
+    // Heartbeats every 10 s: nothing but the strategy's pushes wakes the engine. One turn
+    // takes 16 control commands; the other 24 must not wait for the next heartbeat.
+    let sim = Sim::start(0, &[]);
+    let mut engine = one_live_session(&sim, session(10_000));
+    let ends = &mut engine.strategies[0];
+    let t0 = Instant::now();
+    for tag in 0..40u32 {
+        let channel = ChannelName::new(&format!("trades.X{tag}-PERPETUAL.raw")).unwrap();
+        let command = Control::Unsubscribe(channel);
+        assert!(ends.control.push(ControlRequest { tag, command }).is_ok());
+    }
+    let mut answered = HashSet::new();
+    while answered.len() < 40 && t0.elapsed() < Duration::from_secs(3) {
+        while let Some(e) = ends.session_events.pop() {
+            if let EventKind::Control { tag, outcome, .. } = e.kind {
+                assert_eq!(outcome, ControlOutcome::NotSubscribed);
+                answered.insert(tag);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(answered.len(), 40, "answered {} of 40", answered.len());
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    engine.control.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn an_order_event_left_on_its_ring_does_not_keep_a_spin_then_park_engine_spinning() {
+    let _serial = serial();
+    let sim = Sim::start(0, &[]);
+    let mut engine = Engine::builder()
+        .session("lazy", DriverConfig::new(&sim.url), order_session(), &[])
+        .poll_mode(PollMode::SpinThenPark {
+            spins: 200,
+            park: Duration::from_millis(50),
+        })
+        .spawn()
+        .expect("engine starts");
+    let mut events = Vec::new();
+    wait_all_live(&mut engine.strategies, &mut events);
+    let ends = &mut engine.strategies[0];
+    // An invalid order: refused at once, its event left on the ring (the strategy never pops).
+    let mut bad = far_bid(1);
+    if let OrderRequest::New(o) = &mut bad {
+        o.amount = Fixed::ZERO;
+    }
+    assert!(ends.orders.push(bad).is_ok());
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(
+        !ends.order_events.is_empty(),
+        "the refusal waits on the ring"
+    );
+    let stats = engine.control.shutdown().expect("clean shutdown");
+    // Watching the untaken event costs a look every millisecond, not a spinning core.
+    assert!(stats.engine.kernel_waits > 100, "{:?}", stats.engine);
+    assert!(stats.engine.turns < 50_000, "{:?}", stats.engine);
+}

@@ -57,6 +57,8 @@ const EVENTS_PER_TURN: usize = 256;
 const SLOTS_PER_SESSION: usize = 2;
 /// Bytes lent to a session to encode one outgoing message.
 const TX_BUFFER: usize = 64 * 1024;
+/// Longest kernel wait while a session has order events for its strategy to take.
+const WATCH_WAIT: Duration = Duration::from_millis(1);
 /// How often every session's latency recorder gets a chance to rotate, ns (a busy session's
 /// rotates in its own turns too).
 const ROTATE_CHECK_NS: u64 = 1_000_000;
@@ -501,10 +503,9 @@ impl EventLoop {
                 let Some(r) = self.sessions.get_mut(i) else {
                     continue;
                 };
-                ran = true;
                 let was = r.deadline().unwrap_or(u64::MAX);
                 let ready = std::mem::take(&mut self.ready[i]);
-                r.turn(now, ready, &mut self.reactor, &mut self.txbuf, clock);
+                ran |= r.turn(now, ready, &mut self.reactor, &mut self.txbuf, clock);
                 // Bits for the next turn (`work` is this turn's no more: its word was taken).
                 if r.wants_turn() {
                     set_bit(&mut self.work, i);
@@ -563,12 +564,21 @@ impl EventLoop {
         if self.work.iter().any(|&w| w != 0) {
             return Some(Duration::ZERO);
         }
+        // Order events the strategy has yet to take are watched at least every millisecond
+        // (their consumed marks, the overflow queue): a strategy's pops do not wake the
+        // engine (`WakingSender::wake_engine` does, at once).
+        let cap = if self.watch.iter().any(|&w| w != 0) {
+            Some(cap.map_or(WATCH_WAIT, |c| c.min(WATCH_WAIT)))
+        } else {
+            cap
+        };
         let earliest = self.earliest;
         let until = if earliest == u64::MAX {
             None
         } else {
-            // Whole milliseconds only (mio rounds up): the rest is spun with zero timeouts.
-            let ms = earliest.saturating_sub(self.now) / 1_000_000;
+            // Whole milliseconds only (mio rounds up): the rest is spun with zero timeouts. The
+            // clock is read again: the turn's own work may have taken a while.
+            let ms = earliest.saturating_sub(self.clock.now_ns()) / 1_000_000;
             Some(Duration::from_millis(ms))
         };
         match (cap, until) {

@@ -747,7 +747,10 @@ impl OrderTracker {
             return;
         }
         let Some(s) = self.free.pop() else { return };
-        let id = ClientOrderId(self.mint.peek());
+        // Taken now, whatever happens next: an id whose intent may have reached the journal
+        // (an append that copied the record, then failed to flush it) is never minted again.
+        // A gap in the ids is harmless.
+        let id = ClientOrderId(self.mint.next());
         let slot = &mut self.slots[s as usize];
         *slot = Slot::FREE;
         slot.phase = Phase::Pending;
@@ -769,9 +772,6 @@ impl OrderTracker {
             );
             return;
         }
-        // Taken only once the intent is journaled (another session may mint in between
-        // turns, never within this call: one engine thread).
-        let _ = self.mint.next();
         self.by_id.insert(id.0, s);
         self.by_tag.insert(o.tag, s);
         self.enqueue(s, false);

@@ -216,7 +216,10 @@ pub struct DriverStats {
 /// How many order events the driver has seen taken off the OrderEvent ring and marked
 /// consumed in the journal (a `Consumed` record, in the page cache: it survives `kill -9`);
 /// with no journal, how many it has seen taken. Counted from the first event popped; it
-/// trails the strategy's pops by at most one loop turn.
+/// trails the strategy's pops by one loop turn: at once while the engine spins, within about a
+/// millisecond while it waits in the kernel (the loop watches sessions with order events to
+/// take at least that often), at once after
+/// [`WakingSender::wake_engine`](crate::event_loop::doorbell::WakingSender::wake_engine).
 ///
 /// A strategy whose effects must happen exactly once across a crash of the process acts on
 /// the `n`-th event popped only once this count reaches `n`: an event popped but not yet

@@ -113,6 +113,9 @@ pub(crate) struct SessionRunner {
     /// Something outside a turn called into the session (start, stop, subscribe): its
     /// actions and events wait for the next turn, which must not skip this runner.
     pub(crate) touched: bool,
+    /// The OrderRequest or Control ring still held requests after this turn's batches: the
+    /// next turn takes more without waiting (the strategy's bit was already taken).
+    more_input: bool,
     /// The session's earliest deadline as of the end of its last busy turn.
     deadline: Option<u64>,
     /// Per-stage latency recording, when set.
@@ -149,6 +152,7 @@ impl SessionRunner {
             stats: DriverStats::default(),
             again: false,
             touched: true,
+            more_input: false,
             deadline: None,
             recorder: None,
             fatal_error: None,
@@ -171,7 +175,7 @@ impl SessionRunner {
     /// Whether the next turn must not wait in the kernel for this runner.
     #[inline]
     pub(crate) fn wants_turn(&self) -> bool {
-        self.again || self.touched
+        self.again || self.touched || self.more_input
     }
 
     /// Whether the loop must watch this runner every turn without keeping it from waiting:
@@ -216,7 +220,8 @@ impl SessionRunner {
         }
     }
 
-    /// One turn of this session. `ready`: its connection had readiness this turn.
+    /// One turn of this session. `ready`: its connection had readiness this turn. Returns
+    /// whether it had anything to do (a visit that only watched order events is not busy).
     #[inline]
     pub(crate) fn turn(
         &mut self,
@@ -225,7 +230,7 @@ impl SessionRunner {
         reactor: &mut Reactor<ConnSlot>,
         txbuf: &mut [u8],
         clock: Clock,
-    ) {
+    ) -> bool {
         let due = self.deadline.is_some_and(|d| d <= now);
         let busy = ready
             || due
@@ -238,8 +243,12 @@ impl SessionRunner {
             if let Some(r) = &mut self.recorder {
                 r.maybe_rotate(now);
             }
-            return;
+            return false;
         }
+        // Only watching the order events the strategy has yet to take: not work that keeps
+        // the loop from waiting.
+        let working =
+            ready || due || self.again || self.touched || self.more_input || self.has_input();
         self.stats.turns += 1;
         self.touched = false;
         if ready || self.again {
@@ -267,6 +276,8 @@ impl SessionRunner {
         }
         self.drain_events();
         self.deadline = self.session.poll_timeout();
+        self.more_input = self.has_input();
+        working
     }
 
     /// The loop is ending: last actions and events, and the recorder's last interval.
@@ -323,11 +334,16 @@ impl SessionRunner {
                 Action::Connect => self.open(now, reactor),
                 Action::Close(cause) => self.close(cause, reactor),
                 Action::Ping => {
-                    if let Some(slot) = self.token.and_then(|t| reactor.get_mut(t)) {
-                        let _ = slot.conn.send_ping(b"sw");
-                        if slot.conn.flush().is_err() {
-                            self.again = true;
+                    let failed = match self.token.and_then(|t| reactor.get_mut(t)) {
+                        Some(slot) => {
+                            let _ = slot.conn.send_ping(b"sw");
+                            slot.conn.flush().err()
                         }
+                        None => None,
+                    };
+                    if let Some(e) = failed {
+                        self.drop_conn(reactor);
+                        self.lost(now, e);
                     }
                 }
             }
@@ -563,10 +579,14 @@ impl SessionRunner {
                 written += 1;
             }
         }
-        // Sends outside `drive` are only queued: push them now (an error surfaces from the
-        // next `drive`, which the next turn runs).
-        if conn.wants_write() && conn.flush().is_err() {
-            self.again = true;
+        // Sends outside `drive` are only queued: push them now. A failure (the peer went away,
+        // or a fatal TLS error held back behind data already delivered) ends the connection
+        // here, with its real cause.
+        if conn.wants_write() {
+            if let Err(e) = conn.flush() {
+                self.drop_conn(reactor);
+                self.lost(now, e);
+            }
         }
         written
     }
