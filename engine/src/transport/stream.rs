@@ -1084,19 +1084,8 @@ impl Transport {
             Phase::Closed => return Ok(CloseStatus::Done),
             Phase::Established => {
                 if let Some(tls) = self.tls.as_mut() {
-                    if let TlsState::Traffic(traffic) = &mut tls.state {
-                        if !tls.close_notify_queued {
-                            let sealed = seal_control(
-                                traffic,
-                                &mut self.out,
-                                ALERT,
-                                &[ALERT_LEVEL_WARNING, AlertDescription::CloseNotify.into()],
-                            );
-                            if let Err(e) = sealed {
-                                return Err(self.fail(e));
-                            }
-                            tls.close_notify_queued = true;
-                        }
+                    if let Err(e) = queue_close_notify(tls, &mut self.out) {
+                        return Err(self.fail(e));
                     }
                 }
                 self.phase = Phase::Closing;
@@ -1180,22 +1169,29 @@ impl Transport {
             if let (TransportError::KeysExhausted { .. }, Some(tls)) = (&e, self.tls.as_mut()) {
                 // TLS 1.2 at its key's limit: end cleanly, with close_notify (the last
                 // sequence number was kept for it), so the peer sees no truncation.
-                if let TlsState::Traffic(traffic) = &mut tls.state {
-                    if !tls.close_notify_queued {
-                        let sealed = seal_control(
-                            traffic,
-                            &mut self.out,
-                            ALERT,
-                            &[ALERT_LEVEL_WARNING, AlertDescription::CloseNotify.into()],
-                        );
-                        tls.close_notify_queued = sealed.is_ok();
-                    }
-                }
+                let _ = queue_close_notify(tls, &mut self.out);
                 let _ = flush_out(&mut self.sock, &mut self.out, self.peer);
             }
         }
         e
     }
+}
+
+/// Seals our close_notify into `out` once (nothing is sent after it); a no-op before the
+/// record layer took over or when it is already queued.
+fn queue_close_notify(tls: &mut Tls, out: &mut ByteQueue) -> Result<(), TransportError> {
+    if let TlsState::Traffic(traffic) = &mut tls.state {
+        if !tls.close_notify_queued {
+            seal_control(
+                traffic,
+                out,
+                ALERT,
+                &[ALERT_LEVEL_WARNING, AlertDescription::CloseNotify.into()],
+            )?;
+            tls.close_notify_queued = true;
+        }
+    }
+    Ok(())
 }
 
 /// Outcome of one socket read into the incoming TLS buffer.
