@@ -21,7 +21,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -625,7 +624,7 @@ fn run(args: &OrdersArgs, out: &mut impl Write) -> Result<bool, String> {
     };
     writeln!(out, "{}", st.summary()).map_err(|e| format!("stdout: {e}"))?;
     let _ = out.flush();
-    h.stop.store(true, Ordering::Relaxed);
+    h.request_stop();
     match h.thread.join() {
         Ok(Ok(_)) => Ok(ok),
         Ok(Err(e)) => Err(format!("engine: {e}")),

@@ -622,3 +622,40 @@ fn an_order_event_left_on_its_ring_does_not_keep_a_spin_then_park_engine_spinnin
     assert!(stats.engine.kernel_waits > 100, "{:?}", stats.engine);
     assert!(stats.engine.turns < 50_000, "{:?}", stats.engine);
 }
+
+#[test]
+fn a_single_session_driver_waiting_in_epoll_stops_at_once_when_asked() {
+    let _serial = serial();
+    let sim = Sim::start(0, &[]);
+    let mut dc = DriverConfig::new(&sim.url);
+    dc.mode = PollMode::Blocking(None);
+    // Heartbeats every 10 s: without a wake-up the stop would wait for the next one.
+    let mut h = spinwire_engine::session::driver::Driver::spawn(dc, session(10_000), &[])
+        .expect("driver starts");
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut live = false;
+    while !live && Instant::now() < end {
+        while let Some(e) = h.events.pop() {
+            live |= matches!(e.kind, EventKind::Live { .. });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(live, "not live");
+    std::thread::sleep(Duration::from_millis(100));
+    let t0 = Instant::now();
+    h.request_stop();
+    while !h.thread.is_finished() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "the driver did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t0.elapsed()
+    );
+    let (_, stats) = h.thread.join().unwrap().expect("clean stop");
+    assert_eq!(stats.connections, 1);
+}

@@ -5,7 +5,6 @@
 //! from reported gaps.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use spinwire_engine::md::{BookFlags, MdRecord};
@@ -132,7 +131,7 @@ impl Run {
 
     fn stop(mut self) -> Vec<SessionEvent> {
         let mut h = self.h.take().unwrap();
-        h.stop.store(true, Ordering::Relaxed);
+        h.request_stop();
         let r = h.thread.join().expect("driver thread");
         r.expect("driver ran");
         while let Some(e) = h.events.pop() {

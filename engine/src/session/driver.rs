@@ -274,10 +274,21 @@ pub struct DriverHandle {
     pub order_events: Consumer<OrderEvent>,
     /// Order events marked consumed in the journal (see [`OrderEventsMarked`]).
     pub order_events_marked: OrderEventsMarked,
-    /// Raise to stop: the session logs out, the thread ends.
+    /// Raise to stop: the session logs out, the thread ends (seen at the driver's next turn;
+    /// [`DriverHandle::request_stop`] also wakes it).
     pub stop: Arc<AtomicBool>,
     /// The driver thread; yields the final counters.
     pub thread: JoinHandle<Result<(DriverStats, super::SessionStats), DriverError>>,
+}
+
+impl DriverHandle {
+    /// Asks the driver to stop (the session logs out, the thread ends) and wakes it if it is
+    /// waiting in the kernel; raising [`DriverHandle::stop`] alone is seen only at the
+    /// driver's next wake-up. Join [`DriverHandle::thread`] for the final counters.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.control.wake_engine();
+    }
 }
 
 /// One session on an engine loop of its own. See the [module docs](self).

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use spinwire_engine::md::{Direction, Fixed, InstrumentId};
@@ -415,7 +414,7 @@ impl OrderRun {
     /// Raises the stop flag and joins the driver thread; the thread must end without error.
     pub fn stop(&mut self) {
         if let Some(h) = self.h.take() {
-            h.stop.store(true, Ordering::Relaxed);
+            h.request_stop();
             let r = h.thread.join().expect("driver thread does not panic");
             assert!(r.is_ok(), "driver ended with an error: {:?}", r.err());
         }
@@ -430,7 +429,7 @@ impl OrderRun {
 impl Drop for OrderRun {
     fn drop(&mut self) {
         if let Some(h) = self.h.take() {
-            h.stop.store(true, Ordering::Relaxed);
+            h.request_stop();
             let _ = h.thread.join();
         }
     }
