@@ -326,6 +326,10 @@ pub enum VenueTapError {
     /// error and what to try).
     #[error("{0}")]
     NeverLive(String),
+    /// A session went live but the venue refused its subscriptions and no record came in
+    /// the whole run (the text names the channels, the venue's code and what to try).
+    #[error("{0}")]
+    Unsubscribed(String),
     /// The engine thread panicked.
     #[error("the engine thread panicked")]
     Panicked,
@@ -566,6 +570,9 @@ pub fn run_venue(
     if let Some(line) = never_live(&stats.sessions, &progress, &opts.url) {
         return Err(VenueTapError::NeverLive(line));
     }
+    if let Some(line) = refused_subscriptions(&progress, &per_session, &opts.subscribe) {
+        return Err(VenueTapError::Unsubscribed(line));
+    }
     Ok(VenueTapSummary {
         records,
         per_session,
@@ -580,6 +587,8 @@ struct Progress {
     state: Option<SessionState>,
     /// Why its last connection ended.
     cause: Option<DisconnectCause>,
+    /// The venue's error code for the last subscription it refused.
+    subscribe_refused: Option<i64>,
 }
 
 impl Progress {
@@ -599,6 +608,10 @@ impl Progress {
                 self.state = Some(to)
             }
             EventKind::Disconnected { cause } => self.cause = Some(cause),
+            EventKind::RequestFailed {
+                request: spinwire_engine::session::RequestKind::Subscribe,
+                code,
+            } => self.subscribe_refused = Some(code),
             _ => {}
         }
     }
@@ -667,6 +680,37 @@ fn never_live(
         _ => "",
     };
     Some(format!("session {i} never went live on {url}: {why}{hint}"))
+}
+
+/// One line for the first session whose subscriptions the venue refused and that printed no
+/// record in the whole run; `None` otherwise.
+fn refused_subscriptions(
+    progress: &[Progress],
+    records: &[u64],
+    channels: &[String],
+) -> Option<String> {
+    let (i, code) = progress.iter().enumerate().find_map(|(i, p)| {
+        match (p.subscribe_refused, records.get(i)) {
+            (Some(code), Some(0)) => Some((i, code)),
+            _ => None,
+        }
+    })?;
+    // Deribit's codes (API v2 error list).
+    let hint = match code {
+        13778 => {
+            " (raw_subscriptions_not_available_for_unauthorized: raw channels need an \
+             authenticated session — set SPINWIRE_CLIENT_ID / SPINWIRE_CLIENT_SECRET — or \
+             subscribe to the .100ms channels)"
+        }
+        -32602 => " (invalid params: a channel name the venue does not know — check each name)",
+        13021 | 13009 => " (not allowed for these credentials)",
+        _ => "",
+    };
+    Some(format!(
+        "session {i}: the venue refused the subscription to {} (error {code}), no data in the \
+         whole run{hint}",
+        channels.join(", ")
+    ))
 }
 
 /// What to try for a connection error, from its text and the URL's scheme.

@@ -428,3 +428,33 @@ fn a_clean_exit_ends_with_the_logout_at_info_level_not_a_warning() {
     );
     sim.shutdown();
 }
+
+#[test]
+fn refused_subscriptions_with_no_data_end_the_run_non_zero_naming_channel_and_code() {
+    let sim = sim(|_| {});
+    // Public session, raw channel: the venue wants a login (13778).
+    let out = tap_url(&sim.url(), &["--seconds", "0.5"]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let last = verdict(&out);
+    assert!(
+        last.contains("book.BTC-PERPETUAL.raw")
+            && last.contains("13778")
+            && last.contains("SPINWIRE_CLIENT_ID"),
+        "{last}"
+    );
+    // With credentials, a channel the venue does not know (-32602).
+    let out = Command::new(env!("CARGO_BIN_EXE_spinwire"))
+        .args(["tap", "--venue", "deribit", "--url", &sim.url()])
+        .args(["--subscribe", "book.NOPE-PERPETUAL.raw", "--seconds", "0.5"])
+        .env("SPINWIRE_CLIENT_ID", ID)
+        .env("SPINWIRE_CLIENT_SECRET", SECRET)
+        .output()
+        .expect("run spinwire");
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let last = verdict(&out);
+    assert!(
+        last.contains("book.NOPE-PERPETUAL.raw") && last.contains("-32602"),
+        "{last}"
+    );
+    sim.shutdown();
+}
