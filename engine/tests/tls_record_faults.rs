@@ -271,6 +271,26 @@ fn scenario<F>(versions: &[&'static SupportedProtocolVersion], script: F) -> (Ou
 where
     F: FnOnce(&mut Dir) -> Vec<u8> + Send + 'static,
 {
+    let (pki, addr, server) = scripted_server(versions, script);
+    let client = pki.client_config();
+    let mut t = connect(addr, &client, TransportOptions::default());
+    let outcome = read_to_end(&mut t);
+    while t.close().unwrap() == CloseStatus::Pending {
+        thread::sleep(Duration::from_micros(100));
+    }
+    drop(t);
+    (outcome, server.join().unwrap())
+}
+
+/// A rustls server on loopback that, after the handshake, writes what `script` seals with its
+/// keys, then returns every record the client sent until it closed.
+fn scripted_server<F>(
+    versions: &[&'static SupportedProtocolVersion],
+    script: F,
+) -> (Pki, SocketAddr, JoinHandle<Sent>)
+where
+    F: FnOnce(&mut Dir) -> Vec<u8> + Send + 'static,
+{
     let pki = Pki::new("faults-ca");
     let config = extractable(&pki, versions);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -284,14 +304,7 @@ where
         let _ = sock.write_all(&records);
         client_sent(&mut sock, &mut rx)
     });
-    let client = pki.client_config();
-    let mut t = connect(addr, &client, TransportOptions::default());
-    let outcome = read_to_end(&mut t);
-    while t.close().unwrap() == CloseStatus::Pending {
-        thread::sleep(Duration::from_micros(100));
-    }
-    drop(t);
-    (outcome, server.join().unwrap())
+    (pki, addr, server)
 }
 
 /// The blocking rustls server handshake; returns the server's (send, receive) directions.
@@ -1014,21 +1027,13 @@ fn tls12_records_split_at_every_byte_are_delivered() {
 fn write_after_a_bad_record_held_back(
     versions: &'static [&'static SupportedProtocolVersion],
 ) -> (ReadStatus, Result<usize, TransportError>, Sent) {
-    let pki = Pki::new("held-back-ca");
-    let config = extractable(&pki, versions);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = thread::spawn(move || {
-        let (mut sock, _) = listener.accept().unwrap();
-        sock.set_read_timeout(Some(DEADLINE)).unwrap();
-        let (mut tx, mut rx) = server_handshake(config, &mut sock);
+    let (pki, addr, server) = scripted_server(versions, |tx| {
         let mut records = tx.seal(APP_DATA, b"fill: 10 @ 60000");
         let mut forged = tx.seal(APP_DATA, b"a record whose tag does not verify");
         let last = forged.len() - 1;
         forged[last] ^= 0x40;
         records.extend_from_slice(&forged);
-        sock.write_all(&records).unwrap();
-        client_sent(&mut sock, &mut rx)
+        records
     });
     let client = pki.client_config();
     let mut t = connect(addr, &client, TransportOptions::default());

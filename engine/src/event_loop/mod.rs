@@ -151,8 +151,6 @@ pub struct EventLoop {
     mint: IdMint,
     instance: Option<u8>,
     max_sessions: usize,
-    /// The clock read of the last turn.
-    now: u64,
     /// Consecutive turns with nothing to do (for [`PollMode::SpinThenPark`]).
     idle_turns: u32,
     stats: LoopStats,
@@ -188,7 +186,6 @@ impl EventLoop {
             earliest: u64::MAX,
             rotate_at: 0,
             ran: false,
-            now: clock.now_ns(),
             clock,
             mode: config.mode,
             txbuf: vec![0; TX_BUFFER],
@@ -334,11 +331,6 @@ impl EventLoop {
         s
     }
 
-    /// Wake-ups strategies have sent this loop so far (their system calls).
-    pub fn doorbell_rings(&self) -> u64 {
-        self.bell.rung()
-    }
-
     /// The doorbell strategies ring (for a control handle that must wake a parked loop).
     pub fn doorbell(&self) -> Arc<Doorbell> {
         self.bell.clone()
@@ -481,7 +473,6 @@ impl EventLoop {
         self.stats.wakeups += self.reactor.wakeups() - before;
         self.stats.events += events as u64;
         let now = self.clock.now_ns();
-        self.now = now;
         for (w, (work, watch)) in self.work.iter_mut().zip(&self.watch).enumerate() {
             *work |= self.bell.take(w) | *watch;
         }
@@ -585,12 +576,5 @@ impl EventLoop {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
-    }
-}
-
-impl EventLoop {
-    /// The address session `index` connects to.
-    pub fn addr(&self, index: usize) -> std::net::SocketAddr {
-        self.sessions[index].addr()
     }
 }

@@ -160,13 +160,7 @@ impl SessionRunner {
         }
     }
 
-    /// The address the runner connects to.
-    pub(crate) fn addr(&self) -> std::net::SocketAddr {
-        self.endpoint.addr
-    }
-
-    /// Whether the strategy has pushed something the engine has not popped (checked by the
-    /// loop before it parks).
+    /// Whether the strategy has pushed something the engine has not popped.
     #[inline]
     pub(crate) fn has_input(&self) -> bool {
         !self.rings.orders_rx.is_empty() || !self.rings.control_rx.is_empty()
@@ -232,23 +226,16 @@ impl SessionRunner {
         clock: Clock,
     ) -> bool {
         let due = self.deadline.is_some_and(|d| d <= now);
-        let busy = ready
-            || due
-            || self.again
-            || self.touched
-            || self.has_input()
-            || !self.overflow.is_empty()
-            || self.ring_seqs.len() > self.rings.order_events_tx.len();
-        if !busy {
-            if let Some(r) = &mut self.recorder {
-                r.maybe_rotate(now);
-            }
+        // Work that keeps the loop from waiting (`more_input` implies `has_input`: the engine
+        // is the rings' only consumer).
+        let working = ready || due || self.again || self.touched || self.has_input();
+        // Only watching: order events the strategy took (their consumed mark) or that wait in
+        // the overflow queue for room on the ring.
+        let watched =
+            !self.overflow.is_empty() || self.ring_seqs.len() > self.rings.order_events_tx.len();
+        if !working && !watched {
             return false;
         }
-        // Only watching the order events the strategy has yet to take: not work that keeps
-        // the loop from waiting.
-        let working =
-            ready || due || self.again || self.touched || self.more_input || self.has_input();
         self.stats.turns += 1;
         self.touched = false;
         if ready || self.again {
